@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,9 +59,14 @@ def decode_image(data: bytes, opts: DecodeOptions) -> tuple[np.ndarray, bool]:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        claimed = _claimed_format(data)
+        if claimed:  # Pillow says "unidentified" for a damaged header too
+            raise Skip("corrupt", f"starts like a {claimed} file but its header is damaged or cut short") from None
         raise Skip("not an image", _describe_non_image(data)) from None
     except Exception as exc:  # a recognised format whose header is broken
         raise Skip("corrupt", _message(exc)) from None
+    if img.format == "PNG":
+        _check_png_crcs(data)
 
     width, height = img.size
     if width * height > opts.max_pixels:
@@ -110,7 +116,8 @@ def _normalise_mode(img: Image.Image, opts: DecodeOptions) -> Image.Image:
     """Any Pillow mode to "L", "RGB" or (with alpha kept) "RGBA"."""
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        return Image.fromarray(_high_depth_to_uint8(img), "L")
+        gray = Image.fromarray(_high_depth_to_uint8(img), "L")
+        return gray.convert("RGBA") if opts.keep_alpha else gray
     has_alpha = mode in _ALPHA_MODES or "transparency" in img.info
     if has_alpha:
         rgba = img.convert("RGBA")
@@ -176,6 +183,35 @@ def _resize(img: Image.Image, opts: DecodeOptions) -> Image.Image:
     canvas = Image.new(resized.mode, (size, size), fill)
     canvas.paste(resized, ((size - new_w) // 2, (size - new_h) // 2))
     return canvas
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF87a": "GIF", b"GIF89a": "GIF",
+    b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP",
+}
+
+
+def _claimed_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def _check_png_crcs(data: bytes) -> None:
+    """Verify every chunk's CRC, as libpng does; Pillow skips the check for image data (IDAT)."""
+    position = 8
+    while position + 12 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        end = position + 8 + length
+        if end + 4 > len(data):
+            return  # cut short: Pillow reports it as truncated when decoding
+        stored = int.from_bytes(data[end : end + 4], "big")
+        if zlib.crc32(data[position + 4 : end]) != stored:
+            kind = data[position + 4 : position + 8].decode("latin-1")
+            raise Skip("corrupt", f"PNG {kind} chunk fails its CRC check (the file was damaged)")
+        if data[position + 4 : position + 8] == b"IEND":
+            return
+        position = end + 4
 
 
 def _describe_non_image(data: bytes) -> str:

@@ -131,8 +131,14 @@ def fetch_dataset(name: str, split: str = "train", *, mirror: str | os.PathLike 
     if name in ("mnist", "fashion-mnist"):
         return _fetch_idx_dataset(name, split, where)
     if name == "cifar10":
-        (images, labels), origin = where.obtain(
-            name, CIFAR10_BINARY_FILE, lambda path: _read_cifar_binary(path, split))
+        try:
+            (images, labels), origin = where.obtain(
+                name, CIFAR10_BINARY_FILE, lambda path: _read_cifar_binary(path, split))
+        except FetchError as err:
+            if where.mirror is not None and (where.mirror / "cifar10-jpeg" / CIFAR10_JPEG_FILE).is_file():
+                raise FetchError(f"{err} Your mirror has the JPEG copy of CIFAR-10: use the name "
+                                 f"cifar10-jpeg{'' if split == 'train' else ':' + split} for it.") from None
+            raise
     else:
         (images, labels), origin = where.obtain(
             name, CIFAR10_JPEG_FILE, lambda path: _read_cifar_jpeg(path, split))

@@ -1,44 +1,31 @@
-"""`prepare_dataset`: any source to the prepared format, in parallel, resumable, accounting for every file.
+"""`prepare_dataset`: any source to the prepared format, accounting for every file, never touching the source.
 
-The work is cut into chunks of files in a fixed order. Each worker decodes a chunk and writes its
-pixels and per-file results into OUT/.partial/ (atomically), so an interrupted preparation resumes
-by doing only the chunks that are missing. When every chunk is done, the chunks are streamed into
-the final images.npy (duplicates dropped, channels settled), the report and, last, the manifest.
-Nothing is ever written into the source.
+The flow: resolve SRC (a folder, an archive, a dataset name, a point set), scan it, decide whether
+OUT already holds this preparation (reuse), an unfinished one (resume) or another one (refuse
+unless --overwrite), run the chunks that are missing (see `chunks`), then write labels, the
+report and, last, the manifest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import multiprocessing
 import os
 import shutil
-import signal
+import sys
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageColor
+from PIL import ImageColor
 from tqdm import tqdm
 
 from ganforge import __version__
-from ganforge.data.decode import CROP_MODES, DEFAULT_MAX_PIXELS, DecodeOptions, Skip, decode_image, fit_image
-from ganforge.data.format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    MANIFEST,
-    REPORT,
-    NpyStreamWriter,
-    read_manifest,
-    save_npy_atomic,
-    write_json_atomic,
-)
-from ganforge.data.sources import Skipped, SourceFile, TarSource, label_root, open_source
+from ganforge.data.chunks import chunk_done, chunk_size, collect_records, run_chunks, settle_channels, write_images
+from ganforge.data.decode import CROP_MODES, DEFAULT_MAX_PIXELS, DecodeOptions
+from ganforge.data.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, REPORT, save_npy_atomic, write_json_atomic
+from ganforge.data.sources import Skipped, SourceFile, label_root, open_source
 from ganforge.errors import GanforgeError
 
 PARTIAL = ".partial"
@@ -139,14 +126,26 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
     source = _resolve_source(str(src), out, opts)
     opts.validate(source.kind)
     settings = {"source": source.identity, **opts.output_settings(source.kind)}
-    if _reuse_or_clear(out, settings, opts.overwrite):
-        manifest = read_manifest(out)
-        return PrepareResult(out, manifest["kind"], manifest["count"], manifest.get("skipped_by_reason", {}),
-                             manifest.get("channels"), manifest.get("classes"), reused=True)
-    out.mkdir(parents=True, exist_ok=True)
+    previous = _previous_manifest(out)
     if source.kind == "points":
+        if _reuse_or_clear(out, previous, settings, None, opts.overwrite):
+            return _reused(out, previous)
+        out.mkdir(parents=True, exist_ok=True)
         return _prepare_points(source, out, opts, settings)
-    return _prepare_images(source, out, opts, settings, progress)
+    if progress:
+        print(f"Scanning {src} ...", file=sys.stderr, flush=True)
+    files, skipped = source.scan()
+    files, skipped, class_of = _assign_classes(source, files, skipped, opts)
+    digest = _digest(files)
+    if _reuse_or_clear(out, previous, settings, digest, opts.overwrite):
+        return _reused(out, previous)
+    out.mkdir(parents=True, exist_ok=True)
+    return _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress)
+
+
+def _reused(out: Path, manifest: dict) -> PrepareResult:
+    return PrepareResult(out, manifest["kind"], manifest["count"], manifest.get("skipped_by_reason", {}),
+                         manifest.get("channels"), manifest.get("classes"), reused=True)
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -204,50 +203,65 @@ def _check_not_nested(src: Path, out: Path) -> None:
         raise PrepareError(f"The source {src} is inside the output {out}. Choose a separate output folder.")
 
 
-def _reuse_or_clear(out: Path, settings: dict, overwrite: bool) -> bool:
-    """True when `out` already holds this exact preparation. Clears an older one only on request."""
+def _previous_manifest(out: Path) -> dict | None:
+    """The manifest of an earlier preparation in `out`, or None; refuses folders ganforge did not make."""
     if not out.exists():
-        return False
+        return None
     if not out.is_dir():
         raise PrepareError(f"{out} exists and is not a folder. Choose another output.")
     manifest_file = out / MANIFEST
     if manifest_file.exists():
-        old = json.loads(manifest_file.read_text(encoding="utf-8")).get("settings")
-        if old == settings and not overwrite:
-            return True
-        if not overwrite:
-            raise PrepareError(
-                f"{out} already holds a dataset prepared with other settings ({old}). "
-                "Use --overwrite to replace it, or choose another output folder."
-            )
-        for name in _OUTPUTS:
-            target = out / name
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        return False
-    foreign = [p.name for p in out.iterdir() if p.name not in _OUTPUTS]
+        try:
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            manifest = None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+            raise PrepareError(f"{out} holds a {MANIFEST} that ganforge did not write (or that is damaged). "
+                               "Choose a new or empty output folder; ganforge never deletes files it did not make.")
+        return manifest
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _OUTPUTS)
     if foreign:
-        raise PrepareError(f"{out} is not empty and holds no prepared dataset ({', '.join(sorted(foreign)[:3])}, ...). Choose a new or empty folder.")
+        raise PrepareError(f"{out} is not empty and holds no prepared dataset ({', '.join(foreign[:3])}"
+                           f"{', ...' if len(foreign) > 3 else ''}). Choose a new or empty folder.")
+    return None
+
+
+def _reuse_or_clear(out: Path, previous: dict | None, settings: dict, digest: str | None, overwrite: bool) -> bool:
+    """True when `out` already holds exactly this preparation. Clears another one only on request."""
+    if previous is None:
+        return False
+    old = previous.get("settings") or {}
+    if old == settings and previous.get("files_digest") == digest and not overwrite:
+        return True
+    if not overwrite:
+        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        why = f"other settings ({'; '.join(changed)})" if changed else \
+            "the source as it was before (files were added, removed or changed since)"
+        raise PrepareError(f"{out} already holds a dataset prepared from {why}. "
+                           "Use --overwrite to prepare it again, or choose another output folder.")
+    for name in _OUTPUTS:
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
     return False
 
 
 # --- images --------------------------------------------------------------------------------------
 
 
-def _prepare_images(source, out: Path, opts: PrepareOptions, settings: dict, progress: bool) -> PrepareResult:
-    files, skipped = source.scan()
-    files, skipped, class_of = _assign_classes(source, files, skipped, opts)
+def _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress) -> PrepareResult:
+    resolution = int(opts.resolution)
     work = out / PARTIAL
-    chunk_size = _chunk_size(len(files), int(opts.resolution))
-    plan = {"settings": settings, "chunk_size": chunk_size, "files": _digest(files)}
+    size = chunk_size(len(files), resolution)
+    plan = {"settings": settings, "chunk_size": size, "files": digest}
     if (work / "plan.json").exists() and json.loads((work / "plan.json").read_text()) != plan:
         shutil.rmtree(work)  # the source or the settings changed since: the chunks are stale
     work.mkdir(exist_ok=True)
     write_json_atomic(work / "plan.json", plan)
 
-    chunks = [files[i : i + chunk_size] for i in range(0, len(files), chunk_size)]
-    todo = [i for i in range(len(chunks)) if not (work / f"chunk-{i:06d}.json").exists()]
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    todo = [i for i in range(len(chunks)) if not chunk_done(work, i)]
     decode_opts = DecodeOptions(
-        resolution=int(opts.resolution), crop=opts.crop, background=opts.background_rgb(),
+        resolution=resolution, crop=opts.crop, background=opts.background_rgb(),
         keep_alpha=str(opts.channels) == "4", min_size=opts.min_size, max_pixels=opts.max_pixels,
     )
     done_files = len(files) - sum(len(chunks[i]) for i in todo)
@@ -255,13 +269,55 @@ def _prepare_images(source, out: Path, opts: PrepareOptions, settings: dict, pro
               dynamic_ncols=True, smoothing=0.1) as bar:
         if done_files and progress:
             bar.write(f"Resuming: {done_files:,} of {len(files):,} files were already done.")
-        tasks = _tasks(source, chunks, todo, decode_opts, work)
         try:
-            _run(tasks, _resolve_workers(opts.workers, len(todo)), lambda n: bar.update(n))
+            run_chunks(source, chunks, todo, decode_opts, work, opts.workers, bar.update)
         except KeyboardInterrupt:
             bar.write("Interrupted. The finished part is kept: run the same command again to finish.")
             raise
-    return _assemble(source, out, work, chunks, skipped, class_of, opts, settings)
+
+    included, dropped, keep = collect_records(work, len(chunks))
+    skipped = [{"source": s.source, "reason": s.reason, "detail": s.detail} for s in skipped] + dropped
+    skipped.sort(key=lambda s: s["source"])
+    if not included:
+        write_json_atomic(out / REPORT, {"source": settings["source"], "included": [], "skipped": skipped})
+        reasons = ", ".join(f"{n} {r}" for r, n in Counter(s["reason"] for s in skipped).most_common())
+        raise PrepareError(f"No usable image found in {settings['source'].split(':', 1)[1]} "
+                           f"({reasons or 'the source is empty'}). Every file and its reason: {out / REPORT}")
+    classes, labels = _labels(source, included, class_of)
+    channels = settle_channels(opts.channels, included)
+    write_images(work, keep, out / "images.npy", resolution, channels)
+    if labels is not None:
+        save_npy_atomic(out / "labels.npy", labels)
+    report = {
+        "source": settings["source"],
+        "included": [{"source": r["source"], "index": n, "label": None if labels is None else int(labels[n]),
+                      "class": None if labels is None else classes[labels[n]]} for n, r in enumerate(included)],
+        "skipped": skipped,
+    }
+    write_json_atomic(out / REPORT, report)
+    by_reason = dict(Counter(s["reason"] for s in skipped))
+    manifest = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": "images", "ganforge_version": __version__,
+        "resolution": resolution, "channels": channels, "count": len(included), "classes": classes,
+        "class_counts": None if labels is None else np.bincount(labels, minlength=len(classes)).tolist(),
+        "settings": settings, "files_digest": digest, "files_found": len(included) + len(skipped),
+        "skipped_by_reason": by_reason, "source_sha256": [r["sha256"] for r in included],
+    }
+    write_json_atomic(out / MANIFEST, manifest)  # last: the dataset is complete from here on
+    shutil.rmtree(work)
+    return PrepareResult(out, "images", len(included), by_reason, channels, classes)
+
+
+def _labels(source, included: list[dict], class_of) -> tuple[list[str] | None, np.ndarray | None]:
+    if class_of == "dataset":
+        labels = np.array([source.dataset.labels[int(r["source"].rsplit("/", 1)[1])] for r in included], np.int64)
+        return list(source.dataset.class_names), labels
+    if not callable(class_of):
+        return None, None
+    names = [class_of(r["source"]) for r in included]
+    classes = sorted(set(names))
+    lookup = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([lookup[n] for n in names], np.int64)
 
 
 def _assign_classes(source, files, skipped, opts):
@@ -284,212 +340,11 @@ def _assign_classes(source, files, skipped, opts):
     return kept, skipped, lambda name: name[len(root):].split("/", 1)[0]
 
 
-def _chunk_size(n_files: int, resolution: int) -> int:
-    # Fixed by the file count alone (not the worker count) so a resumed run cuts the same chunks.
-    by_count = min(256, max(16, math.ceil(n_files / 64)))
-    by_memory = max(1, (64 << 20) // (resolution * resolution * 4))
-    return min(by_count, by_memory)
-
-
 def _digest(files: list[SourceFile]) -> str:
     digest = hashlib.sha256()
     for f in files:
-        digest.update(f"{f.name}\t{f.size}\n".encode("utf-8", "surrogateescape"))
+        digest.update(f"{f.name}\t{f.size}\t{f.stamp}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
-
-
-def _resolve_workers(requested: int, n_tasks: int) -> int:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(requested or available, n_tasks))
-
-
-def _tasks(source, chunks, todo, decode_opts, work) -> Iterator[tuple]:
-    if isinstance(source, TarSource):
-        yield from _tar_tasks(source, chunks, todo, decode_opts, work)
-        return
-    for i in todo:
-        if source.kind == "dataset":  # chunks of an array dataset are contiguous rows
-            first, last = int(chunks[i][0].locator), int(chunks[i][-1].locator)
-            yield (i, chunks[i], source.dataset.images[first : last + 1], None, decode_opts, work)
-        else:  # folder and zip sources are read by the workers themselves
-            yield (i, chunks[i], None, source, decode_opts, work)
-
-
-def _tar_tasks(source: TarSource, chunks, todo, decode_opts, work) -> Iterator[tuple]:
-    wanted = {f.name for i in todo for f in chunks[i]}
-    stream = source.iter_bytes(wanted)
-    early: dict[str, list[bytes]] = {}
-    for i in todo:
-        payload = []
-        for f in chunks[i]:
-            data = early[f.name].pop(0) if early.get(f.name) else None
-            while data is None:
-                item = next(stream, None)
-                if item is None:
-                    break  # the archive ended early: the rest is reported unreadable
-                if item[0] == f.name:
-                    data = item[1]
-                else:
-                    early.setdefault(item[0], []).append(item[1])
-            payload.append(data)
-        yield (i, chunks[i], payload, None, decode_opts, work)
-
-
-def _run(tasks: Iterator[tuple], workers: int, advance) -> None:
-    if workers == 1:
-        for task in tasks:
-            advance(process_chunk(task))
-        return
-    context = multiprocessing.get_context("spawn")  # never fork a process that may hold torch threads
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-        running = set()
-        try:
-            for task in tasks:
-                running.add(pool.submit(process_chunk, task))
-                if len(running) >= 2 * workers:  # bounded: a tar's bytes are never all in memory
-                    done, running = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        advance(future.result())
-            for future in running:
-                advance(future.result())
-        except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)  # let chunks in progress finish cleanly
-            raise
-
-
-def _worker_init() -> None:
-    # Ctrl-C goes to the whole process group; the main process alone decides what to do.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def process_chunk(task: tuple) -> int:
-    """Decode one chunk; write its pixels and per-file results into the work folder. Returns its size."""
-    index, files, payload, reader, opts, work = task
-    pixels, records = [], []
-    for k, f in enumerate(files):
-        record = {"source": f.name}
-        try:
-            if reader is None and isinstance(payload, np.ndarray):
-                array = payload[k]
-                record["sha256"] = hashlib.sha256(array.tobytes()).hexdigest()
-                image = Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array)
-                result, gray = fit_image(image, opts)
-            else:
-                data = payload[k] if payload is not None else _read(reader, f)
-                record["sha256"] = hashlib.sha256(data).hexdigest()
-                result, gray = decode_image(data, opts)
-            record.update(row=len(pixels), gray=gray)
-            pixels.append(result)
-        except Skip as skip:
-            record.update(reason=skip.reason, detail=skip.detail)
-        except MemoryError:
-            record.update(reason="too large to decode", detail="ran out of memory while decoding")
-        except Exception as exc:  # a decoder bug must cost one file, never the preparation
-            record.update(reason="corrupt", detail=f"{type(exc).__name__}: {exc}"[:200])
-        records.append(record)
-    channels = 4 if opts.keep_alpha else 3
-    stacked = np.stack(pixels) if pixels else np.zeros((0, opts.resolution, opts.resolution, channels), np.uint8)
-    save_npy_atomic(work / f"chunk-{index:06d}.npy", stacked)
-    write_json_atomic(work / f"chunk-{index:06d}.json", records)  # last: marks the chunk done
-    return len(files)
-
-
-def _read(reader, f: SourceFile) -> bytes:
-    try:
-        return reader.read(f)
-    except OSError as exc:
-        raise Skip("unreadable", exc.strerror or str(exc)) from None
-    except Exception as exc:  # e.g. a damaged zip member
-        raise Skip("unreadable", str(exc)[:200]) from None
-
-
-def _assemble(source, out, work, chunks, skipped, class_of, opts, settings) -> PrepareResult:
-    records = []
-    for i in range(len(chunks)):
-        records.append(json.loads((work / f"chunk-{i:06d}.json").read_text(encoding="utf-8")))
-    first_seen: dict[str, str] = {}
-    keep: list[list[int]] = []
-    included = []
-    skipped = [{"source": s.source, "reason": s.reason, "detail": s.detail} for s in skipped]
-    for chunk_records in records:
-        rows = []
-        for rec in chunk_records:
-            if "reason" in rec:
-                skipped.append({"source": rec["source"], "reason": rec["reason"], "detail": rec["detail"]})
-            elif rec["sha256"] in first_seen:
-                skipped.append({"source": rec["source"], "reason": "duplicate",
-                                "detail": f"same bytes as {first_seen[rec['sha256']]}"})
-            else:
-                first_seen[rec["sha256"]] = rec["source"]
-                rows.append(rec["row"])
-                included.append(rec)
-        keep.append(rows)
-
-    if not included:
-        write_json_atomic(out / REPORT, {"source": settings["source"], "included": [],
-                                         "skipped": sorted(skipped, key=lambda s: s["source"])})
-        reasons = ", ".join(f"{n} {r}" for r, n in Counter(s["reason"] for s in skipped).most_common())
-        raise PrepareError(
-            f"No usable image found in {settings['source'].split(':', 1)[1]} "
-            f"({reasons or 'the source is empty'}). Every file and its reason: {out / REPORT}"
-        )
-    classes, labels = _labels(source, included, class_of)
-    channels = _channels(opts.channels, included)
-    writer = NpyStreamWriter(out / "images.npy", (len(included), opts.resolution, opts.resolution, channels))
-    for i, rows in enumerate(keep):
-        if rows:
-            writer.write(_to_channels(np.load(work / f"chunk-{i:06d}.npy", mmap_mode="r")[rows], channels))
-    writer.close()
-    if labels is not None:
-        save_npy_atomic(out / "labels.npy", labels)
-
-    report = {
-        "source": settings["source"],
-        "included": [{"source": r["source"], "index": n, "label": None if labels is None else int(labels[n]),
-                      "class": None if labels is None else classes[labels[n]]} for n, r in enumerate(included)],
-        "skipped": sorted(skipped, key=lambda s: s["source"]),
-    }
-    write_json_atomic(out / REPORT, report)
-    by_reason = dict(Counter(s["reason"] for s in skipped))
-    manifest = {
-        "format": FORMAT_NAME, "version": FORMAT_VERSION, "kind": "images", "ganforge_version": __version__,
-        "resolution": int(opts.resolution), "channels": channels, "count": len(included),
-        "classes": classes, "class_counts": None if labels is None else np.bincount(labels, minlength=len(classes)).tolist(),
-        "settings": settings, "files_found": len(included) + len(skipped), "skipped_by_reason": by_reason,
-        "source_sha256": [r["sha256"] for r in included],
-    }
-    write_json_atomic(out / MANIFEST, manifest)  # last: the dataset is complete from here on
-    shutil.rmtree(work)
-    return PrepareResult(out, "images", len(included), by_reason, channels, classes)
-
-
-def _labels(source, included, class_of):
-    if class_of == "dataset":
-        labels = np.array([source.dataset.labels[int(r["source"].rsplit("/", 1)[1])] for r in included], np.int64)
-        return list(source.dataset.class_names), labels
-    if not callable(class_of):
-        return None, None
-    names = [class_of(r["source"]) for r in included]
-    classes = sorted(set(names))
-    lookup = {c: i for i, c in enumerate(classes)}
-    return classes, np.array([lookup[n] for n in names], np.int64)
-
-
-def _channels(requested, included) -> int:
-    if str(requested) == "auto":
-        return 1 if included and all(r["gray"] for r in included) else 3
-    return int(requested)
-
-
-def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
-    if channels == 1:
-        if pixels.shape[-1] == 1:
-            return pixels
-        # ITU-R 601 luma, as Pillow's "L" conversion; exact for grey pixels (R = G = B)
-        weights = np.array([299, 587, 114], np.uint32)
-        luma = (pixels[..., :3].astype(np.uint32) @ weights + 500) // 1000
-        return luma.astype(np.uint8)[..., None]
-    return pixels[..., :channels]
 
 
 # --- points --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ class SourceFile:
     name: str  # path relative to the source root, "/"-separated; shown in the report
     locator: str  # how to read it: an absolute path (folders) or the member name (archives)
     size: int
+    stamp: int = 0  # changes when the content does (mtime, or a zip member's CRC): for resuming
 
 
 @dataclass(frozen=True)
@@ -70,23 +71,32 @@ class FolderSource:
         skipped: list[Skipped] = []
         root_stat = os.stat(self.root)
         visited = {(root_stat.st_dev, root_stat.st_ino)}
-        pending = [(str(self.root), "")]
-        while pending:
-            folder, prefix = pending.pop()
+        real_dirs = [(str(self.root), "")]
+        linked_dirs: list[tuple[str, str, tuple[int, int]]] = []
+        # Real folders first, links to folders after: a folder reached both ways is scanned under
+        # its own name, and the link is the entry reported as skipped.
+        while real_dirs or linked_dirs:
+            if real_dirs:
+                folder, prefix = real_dirs.pop()
+            else:
+                folder, prefix, key = linked_dirs.pop(0)
+                if key in visited:
+                    skipped.append(self._repeated_link(folder, prefix.rstrip("/")))
+                    continue
+                visited.add(key)
             try:
                 entries = list(os.scandir(folder))
             except OSError as exc:
                 skipped.append(Skipped(prefix.rstrip("/") or ".", "unreadable folder", exc.strerror or ""))
                 continue
             for entry in entries:
-                name = prefix + entry.name
-                self._classify(entry, name, visited, pending, files, skipped)
+                self._classify(entry, prefix + entry.name, visited, real_dirs, linked_dirs, files, skipped)
         files.sort(key=lambda f: f.name)
         skipped.sort(key=lambda s: s.source)
         return files, skipped
 
     @staticmethod
-    def _classify(entry, name, visited, pending, files, skipped) -> None:
+    def _classify(entry, name, visited, real_dirs, linked_dirs, files, skipped) -> None:
         try:
             is_link = entry.is_symlink()
             st = os.stat(entry.path)  # follows links
@@ -99,20 +109,26 @@ class FolderSource:
             return
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
-            if key in visited:
-                skipped.append(
-                    Skipped(name, "symlink loop", f"links to a folder already scanned ({_link_target(entry.path)})")
-                )
-                return
-            visited.add(key)
-            pending.append((entry.path, name + "/"))
+            if is_link:
+                linked_dirs.append((entry.path, name + "/", key))
+            elif key not in visited:  # (a bind mount can show one folder twice)
+                visited.add(key)
+                real_dirs.append((entry.path, name + "/"))
         elif stat.S_ISREG(st.st_mode):
             if is_litter(name):
                 skipped.append(Skipped(name, "os litter"))
             else:
-                files.append(SourceFile(name, os.path.abspath(entry.path), st.st_size))
+                files.append(SourceFile(name, os.path.abspath(entry.path), st.st_size, st.st_mtime_ns))
         else:
             skipped.append(Skipped(name, "not a regular file", "a device, pipe or socket"))
+
+    @staticmethod
+    def _repeated_link(path: str, name: str) -> Skipped:
+        target = os.path.realpath(path)
+        parent = os.path.realpath(os.path.dirname(path))
+        if parent == target or parent.startswith(target.rstrip(os.sep) + os.sep):
+            return Skipped(name, "symlink loop", f"{_link_target(path)}, a folder that contains this link")
+        return Skipped(name, "link to a folder already scanned", _link_target(path))
 
     def read(self, file: SourceFile) -> bytes:
         with open(file.locator, "rb") as handle:
@@ -142,7 +158,7 @@ class ZipSource:
             elif info.flag_bits & 0x1:
                 skipped.append(Skipped(name, "unreadable", "encrypted zip member"))
             else:
-                files.append(SourceFile(name, name, info.file_size))
+                files.append(SourceFile(name, name, info.file_size, info.CRC))
         files.sort(key=lambda f: f.name)
         return files, skipped
 
@@ -178,7 +194,7 @@ class TarSource:
             elif is_litter(member.name):
                 skipped.append(Skipped(member.name, "os litter"))
             else:
-                files.append(SourceFile(member.name, member.name, member.size))
+                files.append(SourceFile(member.name, member.name, member.size, int(member.mtime)))
         # archive order, not name order: tar members can only be read as a stream
         return files, skipped
 
