@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from awkward import images, with_one_good_image, write
 from PIL import Image
 
 from ganforge.cli import main
@@ -49,3 +51,42 @@ def test_every_command_has_help(capsys):
         except SystemExit as stop:
             assert stop.code == 0
         assert "usage: ganforge " + command in capsys.readouterr().out
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_cli_prepare_prints_the_summary(src, out, capsys):
+    with_one_good_image(src)
+    write(src / "notes.txt", b"not a picture\n")
+    code = main(["prepare", str(src), str(out), "--resolution", "8", "--workers", "1", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert f"Prepared 1 image into {out}" in captured.out
+    assert "not an image" in captured.out and "prepare-report.json" in captured.out
+    assert images(out).shape == (1, 8, 8, 3)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--quiet"], "--resolution is required"),
+    (["--resolution", "8", "--background", "nope"], "is not a colour"),
+])
+def test_cli_user_error_is_one_line_and_exit_code_2(src, out, capsys, args, message):
+    with_one_good_image(src)
+    code = main(["prepare", str(src), str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("ganforge: error: ") and message in err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("source, message", [
+    ("no-such-folder", "not found"),
+    ("page.zip", "not a zip or tar archive"),
+])
+def test_cli_unusable_source_is_a_user_error(tmp_path, capsys, source, message):
+    write(tmp_path / "page.zip", b"<html>403 Forbidden</html>")
+    code = main(["prepare", str(tmp_path / source), str(tmp_path / "out"), "-r", "8", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists()

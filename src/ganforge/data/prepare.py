@@ -101,7 +101,8 @@ class PrepareResult:
         if self.reused:
             head = f"{self.path} is already prepared with these settings: nothing to do."
         else:
-            head = f"Prepared {self.included:,} {'points' if self.kind == 'points' else 'images'} into {self.path}"
+            noun = "point" if self.kind == "points" else "image"
+            head = f"Prepared {self.included:,} {noun}{'' if self.included == 1 else 's'} into {self.path}"
         lines = [head]
         if self.kind != "points":
             lines.append(f"  included: {self.included:,}" + (f" in {len(self.classes)} classes" if self.classes else ""))
