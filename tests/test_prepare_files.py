@@ -290,3 +290,24 @@ def test_channels_4_accepts_16_bit_and_float_images(src, out):
     assert tuple(image_of(out, "c-float.tif")[4, 4]) == (128, 128, 128, 255)
 
 
+
+
+def test_large_jpeg_is_decoded_at_reduced_size(src, out, monkeypatch):
+    """DCT scaling: a 2400x1600 photo prepared at 16 px is decoded at 1/8 size, not in full."""
+    from PIL import JpegImagePlugin
+
+    scales = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self, mode, size):
+        result = real_draft(self, mode, size)
+        scales.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (1600, 2400, 3), dtype=np.uint8))
+    write(src / "photo.jpg", encode(photo, "JPEG", quality=80))
+    prepare(src, out, resolution=16)
+    assert scales == [(300, 200)]
+    assert images(out).shape == (1, 16, 16, 3)
