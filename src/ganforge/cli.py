@@ -11,7 +11,12 @@ from ganforge.errors import GanforgeError
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `ganforge train DATA --preset x kimg=10`: overrides may come after options too
+    if extra and getattr(args, "handler", None) is _run_train and all("=" in e and not e.startswith("-") for e in extra):
+        args.args += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -35,6 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_prepare(commands)
     _add_inspect(commands)
+    _add_train(commands)
+    _add_export(commands)
     return parser
 
 
@@ -118,4 +125,69 @@ def _run_inspect(args) -> int:
     from ganforge.data.inspect import inspect_dataset
 
     print(inspect_dataset(args.dataset, out=args.out, count=args.count, seed=args.seed).summary())
+    return 0
+
+
+def _add_train(commands) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train a GAN on a prepared dataset (or resume a run)",
+        description=(
+            "Train on DATASET (a folder made by `ganforge prepare`). Settings come from a preset "
+            "(dcgan for images, points for point sets) and key=value overrides, e.g. `loss=hinge kimg=200 "
+            "model.g_width=32`; unknown keys are an error. Each run gets a numbered folder under runs/ "
+            "with its config, log, sample grids and checkpoints. Ctrl-C saves and stops; "
+            "`ganforge train --resume RUN` continues exactly."
+        ),
+    )
+    p.add_argument("args", nargs="*", metavar="DATASET | key=value",
+                   help="the prepared dataset, then any key=value overrides")
+    p.add_argument("--preset", help="a preset name or a .yaml file (see --list-presets)")
+    p.add_argument("--resume", metavar="RUN", help="continue this run folder from its latest checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and stop")
+    p.add_argument("--list-presets", action="store_true", help="list the built-in presets and stop")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args) -> int:
+    from ganforge.train.config import ConfigError, parse_overrides, preset_names
+    from ganforge.train.session import describe, train_gan
+
+    if args.list_presets:
+        print("\n".join(preset_names()))
+        return 0
+    positional = [a for a in args.args if "=" not in a]
+    overrides = parse_overrides([a for a in args.args if "=" in a])
+    if len(positional) > 1 or (positional and args.resume):
+        raise ConfigError(f"Give one dataset, or --resume RUN without a dataset (got {positional}).")
+    result = train_gan(positional[0] if positional else None, preset=args.preset, overrides=overrides,
+                       resume=args.resume, dry_run=args.dry_run, progress=not args.quiet)
+    if result.stopped_by == "dry-run":
+        print(describe(result.config), end="")
+        return 0
+    run = result.run_dir
+    print(f"\nStopped by {result.stopped_by} at {result.images_seen / 1000:.1f} kimg. Everything is in {run}:")
+    for name in ("progress.gif", "losses.png", "reals.png"):
+        if (run / name).exists():
+            print(f"  {run / name}")
+    print(f"  {run / 'grids'}/  {run / 'checkpoints'}/  {run / 'log.jsonl'}")
+    if result.stopped_by != "budget":
+        print(f"Continue with: ganforge train --resume {run}")
+    print(f"Export the generator with: ganforge export {run}")
+    return 0
+
+
+def _add_export(commands) -> None:
+    p = commands.add_parser("export", help="write a run's generator as config.json + model.safetensors",
+                            description="Export the EMA generator of RUN's latest checkpoint.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", help="target folder (default: RUN/generator)")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args) -> int:
+    from ganforge.export import export_generator
+
+    print(f"Exported the generator to {export_generator(args.run, args.out)}")
     return 0

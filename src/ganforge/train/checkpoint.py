@@ -1,0 +1,99 @@
+"""Checkpoints: the full training state, written atomically, the last N kept, loaded without pickle.
+
+A checkpoint holds everything a resumed run needs to continue exactly: G, D, the EMA generator,
+both optimisers and grad scalers, the counters, every random generator's state (torch, CUDA,
+NumPy, Python), the data order, and the config. It is written to a temporary file, flushed and
+renamed over the final name, so a crash or kill -9 at any moment leaves the previous checkpoint
+intact. Loading uses `torch.load(weights_only=True)`: tensors and plain containers only.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.errors import GanforgeError
+
+PATTERN = re.compile(r"^checkpoint-(\d{9})\.pt$")
+
+
+class CheckpointError(GanforgeError):
+    pass
+
+
+def checkpoint_path(folder: Path, images_seen: int) -> Path:
+    return folder / f"checkpoint-{images_seen:09d}.pt"
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if PATTERN.match(p.name))
+
+
+def save_checkpoint(state: dict, folder: Path, images_seen: int, keep: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = checkpoint_path(folder, images_seen)
+    tmp = target.with_name(target.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, target)
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). "
+                              "Delete it to resume from the one before.") from None
+
+
+def latest_loadable(folder: Path) -> tuple[Path, dict] | None:
+    """The newest checkpoint that loads; damaged ones (there should be none) are skipped with a warning."""
+    for path in reversed(list_checkpoints(folder)):
+        try:
+            return path, load_checkpoint(path)
+        except CheckpointError as err:
+            print(f"warning: {err}")
+    return None
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": _python_state_to_tensor(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    random.setstate(_python_state_from_tensor(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_tensor(state) -> dict:
+    version, internal, gauss = state
+    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss}
+
+
+def _python_state_from_tensor(state: dict):
+    return state["version"], tuple(int(v) for v in state["internal"].tolist()), state["gauss"]

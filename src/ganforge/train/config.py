@@ -1,0 +1,178 @@
+"""Training configuration: a dataclass, a YAML preset on top, `key=value` overrides on top of that.
+
+Unknown keys are an error (with the closest known key suggested). The model's own fields live under
+`model.` (e.g. `model.g_width=32`) and are checked by the model's config class. Resolution,
+channels and classes come from the prepared dataset, so a preset works for any dataset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganforge.errors import GanforgeError
+
+LOSSES = ("nonsaturating", "minimax", "hinge", "wgan-gp", "lsgan")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ConfigError(GanforgeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # a prepared dataset folder
+    preset: str = ""  # the preset this config started from (recorded, not read again)
+    model: dict = field(default_factory=lambda: {"name": "dcgan"})  # "name" + the architecture's fields
+    conditional: str = "auto"  # auto: use the dataset's labels when it has them | yes | no
+    loss: str = "nonsaturating"  # nonsaturating | minimax (Goodfellow 2014, as written) | hinge | wgan-gp | lsgan
+    batch_size: int = 64  # global: split across processes under torchrun
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # discriminator steps per generator step (5 is usual for wgan-gp)
+    gp_weight: float = 10.0  # wgan-gp gradient penalty weight
+    r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
+    r1_every: int = 16  # lazy regularisation: apply R1 every N steps, scaled by N
+    acgan_weight: float = 1.0  # class loss weight for model.conditioning=acgan
+    ema_kimg: float = 10.0  # half-life of the generator's moving average, in thousands of images
+    ema_rampup: float = 0.05  # early on, the half-life is at most this fraction of images seen
+    augment: str = ""  # DiffAugment policy: any of color,translation,cutout (comma-separated)
+    flip: bool = False  # random horizontal flips of real images
+    kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
+    epochs: float = 0.0  # budget in passes over the dataset
+    minutes: float = 0.0  # budget in wall-clock minutes
+    tick_kimg: float = 4.0  # progress report, sample grid and checkpoint every this many kimg
+    keep_checkpoints: int = 3  # the last N are kept
+    grid_size: int = 64  # samples in each progress grid, from fixed seeds
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 where the hardware has it, else fp32) | fp32 | bf16 | fp16
+    channels_last: bool = True
+    runs_dir: str = "runs"
+    max_rollbacks: int = 3  # non-finite losses: roll back this many times, then stop
+
+    def validate(self) -> None:
+        _one_of("loss", self.loss, LOSSES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("conditional", self.conditional, ("auto", "yes", "no"))
+        for name in ("batch_size", "d_steps", "r1_every", "keep_checkpoints", "grid_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
+        for name in ("lr_g", "lr_d", "tick_kimg"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)}.")
+        if min(self.kimg, self.epochs, self.minutes, self.r1_gamma, self.ema_kimg) < 0:
+            raise ConfigError("kimg, epochs, minutes, r1_gamma and ema_kimg cannot be negative.")
+        policies = [p for p in self.augment.split(",") if p]
+        unknown = set(policies) - {"color", "translation", "cutout"}
+        if unknown:
+            raise ConfigError(f"augment: unknown policy {sorted(unknown)}; use any of color,translation,cutout.")
+        if not isinstance(self.model, dict) or "name" not in self.model:
+            raise ConfigError("model must be a mapping with a name, e.g. model.name=dcgan.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("ganforge.train.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text(encoding="utf-8")
+    else:
+        if name_or_path not in preset_names():
+            raise ConfigError(f"Unknown preset {name_or_path!r}; the presets are {', '.join(preset_names())}, "
+                              "or give a path to a .yaml file.")
+        text = (resources.files("ganforge.train.presets") / f"{name_or_path}.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Preset {name_or_path} must be a mapping of keys to values.")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["loss=hinge", "model.g_width=32"] -> {"loss": "hinge", "model.g_width": 32} (values read as YAML)."""
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Override {item!r} is not of the form key=value (for example loss=hinge).")
+        result[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return result
+
+
+def build_config(data: str, preset: str | None = None, overrides: dict[str, Any] | None = None,
+                 *, kind: str = "images") -> TrainConfig:
+    """Defaults, then the preset (by default the one for the dataset's kind), then the overrides."""
+    preset = preset or ("points" if kind == "points" else "dcgan")
+    config = TrainConfig(data=str(data), preset=preset)
+    _apply(config, load_preset(preset), f"preset {preset}")
+    _apply(config, _nest(overrides or {}), "overrides")
+    config.validate()
+    return config
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, dot, rest = key.partition(".")
+        if dot and head == "model":
+            nested.setdefault("model", {})[rest] = value
+        elif dot:
+            raise ConfigError(f"Unknown key {key!r}: only model.<field> keys have a dot.")
+        else:
+            nested[key] = value
+    return nested
+
+
+def _apply(config: TrainConfig, values: dict[str, Any], where: str) -> None:
+    known = {f.name: f for f in dataclasses.fields(config)}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(known)}."
+            raise ConfigError(f"Unknown key {key!r} in {where}.{hint}")
+        if key == "model":
+            if not isinstance(value, dict):
+                raise ConfigError(f"model in {where} must be a mapping (model.name=..., model.g_width=...).")
+            if "name" in value and value["name"] != config.model.get("name"):
+                config.model = {}  # another architecture: the old one's fields do not apply
+            config.model = {**config.model, **value}
+            continue
+        default = getattr(config, key)
+        setattr(config, key, _coerce(key, value, default))
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, not {value!r}.")
+    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(default, str):
+        return str(value)
+    raise ConfigError(f"{key} must be a {type(default).__name__}, not {value!r}.")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+
+
+def dump_yaml(config: TrainConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

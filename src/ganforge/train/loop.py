@@ -1,0 +1,374 @@
+"""The training loop: devices, precision, processes, EMA, ticks, checkpoints. It knows no model.
+
+Progress is counted in images shown to D. Every tick (tick_kimg) the loop logs the mean losses,
+draws a grid from fixed seeds and writes a checkpoint; a non-finite loss rolls back to the last
+checkpoint. Ctrl-C or SIGTERM finish the current step, save, and exit; `--resume` continues exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ganforge.data.format import PreparedDataset
+from ganforge.data.reader import BatchReader, to_uint8_images
+from ganforge.errors import GanforgeError
+from ganforge.models import create_models
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.augment import make_augment
+from ganforge.train.config import TrainConfig, dump_yaml
+from ganforge.train.distributed import Distributed
+from ganforge.train.ema import GeneratorEMA
+from ganforge.train.objectives import Batch, GANObjective
+from ganforge.train.rundir import RunLog, image_grid, points_plot, write_animation, write_loss_plot
+
+DEFAULT_MINUTES = 60.0
+
+
+class TrainingError(GanforgeError):
+    pass
+
+
+def pick_device(requested: str, local_rank: int = 0) -> torch.device:
+    if requested == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("device=cuda was asked for, but PyTorch sees no CUDA GPU. Use device=auto or device=cpu.")
+    return device
+
+
+def pick_precision(requested: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for fp32."""
+    if requested == "fp32":
+        return None
+    if requested == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if _cpu_has_bf16() else None
+    if requested == "fp16" and device.type == "cpu":
+        raise TrainingError("precision=fp16 needs a GPU; on a CPU use bf16 or fp32.")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[requested]
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, run_dir: Path, *, state: dict | None = None, progress: bool = True):
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.dataset = PreparedDataset(config.data)
+        device_kind = "cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.dist = Distributed.from_environment(device_kind)
+        self.device = pick_device(config.device, self.dist.local_rank)
+        self.dtype = pick_precision(config.precision, self.device)
+        if config.batch_size % self.dist.world_size:
+            raise TrainingError(f"batch_size {config.batch_size} must divide evenly among {self.dist.world_size} processes.")
+        self.local_batch = config.batch_size // self.dist.world_size
+
+        torch.manual_seed(config.seed)
+        self.model_config, self.G, self.D = create_models(**model_fields(config, self.dataset))
+        self.images = self.dataset.kind == "images"
+        memory_format = torch.channels_last if (config.channels_last and self.images) else torch.preserve_format
+        self.G.to(self.device, memory_format=memory_format)
+        self.D.to(self.device, memory_format=memory_format)
+        self.dist.sync_from_main(self.G, parameters=True)
+        self.dist.sync_from_main(self.D, parameters=True)
+        self.ema = GeneratorEMA(self.G, config.ema_kimg, config.ema_rampup)
+        betas = (config.beta1, config.beta2)
+        self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), config.lr_g, betas=betas),
+                           "D": torch.optim.Adam(self.D.parameters(), config.lr_d, betas=betas)}
+        fp16 = self.dtype == torch.float16
+        self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=fp16) for k in ("G", "D")}
+        self.reader = BatchReader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
+                                  device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.conditional = getattr(self.model_config, "num_classes", 0) > 0
+        self.objective = GANObjective(config, self.G, self.D, make_augment(config.augment) if self.images else None)
+        self.phases = self.objective.phases()
+        self.modules = {"G": self.G, "D": self.D}
+
+        self.step = self.images_seen = self.tick = self.rollbacks = 0
+        self.train_seconds = 0.0
+        self.stop_signal: str | None = None
+        self.inject_nan_at_steps: set[int] = set()  # for tests of the rollback path
+        self._fixed = torch.Generator().manual_seed(config.seed + 1_000_003)  # grids and BN recalibration
+        grid_size, self.grid_labels, self.grid_columns = config.grid_size, None, None
+        if self.conditional:  # one column per class (when they fit), as many rows as the grid allows
+            classes = self.model_config.num_classes
+            self.grid_columns = classes if classes <= 16 else None
+            grid_size = max(classes, grid_size // classes * classes) if self.grid_columns else grid_size
+            self.grid_labels = torch.arange(grid_size) % classes
+        self.grid_z = torch.randn(grid_size, self.G.z_dim, generator=self._fixed)
+        self._reset_stats()
+        if state is not None:
+            self.load_state(state)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
+            "optimizer_G": self.optimizers["G"].state_dict(), "optimizer_D": self.optimizers["D"].state_dict(),
+            "scaler_G": self.scalers["G"].state_dict(), "scaler_D": self.scalers["D"].state_dict(),
+            "step": self.step, "images_seen": self.images_seen, "tick": self.tick, "rollbacks": self.rollbacks,
+            "train_seconds": self.train_seconds, "reader": self.reader.state_dict(), "rng": ckpt.rng_state(),
+            "config": self.config.to_dict(), "model_name": self.config.model["name"],
+            "model_config": dataclasses.asdict(self.model_config),
+            "classes": self.dataset.class_names if self.conditional else None,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.ema.load_state_dict(state["G_ema"])
+        for key in ("G", "D"):
+            self.optimizers[key].load_state_dict(state[f"optimizer_{key}"])
+            if state[f"scaler_{key}"]:
+                self.scalers[key].load_state_dict(state[f"scaler_{key}"])
+        self.step, self.images_seen, self.tick = state["step"], state["images_seen"], state["tick"]
+        self.rollbacks, self.train_seconds = state["rollbacks"], state["train_seconds"]
+        self.reader.load_state_dict(state["reader"])
+        ckpt.set_rng_state(state["rng"])
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    def budget(self) -> tuple[int | None, float | None]:
+        """(images, seconds): stop at whichever comes first; None means no limit of that kind."""
+        cfg = self.config
+        limits = [int(cfg.kimg * 1000)] if cfg.kimg else []
+        if cfg.epochs:
+            limits.append(int(cfg.epochs * len(self.dataset)))
+        minutes = cfg.minutes or (None if limits else DEFAULT_MINUTES)
+        return (min(limits) if limits else None), (minutes * 60 if minutes else None)
+
+    def run(self) -> str:
+        """Train until the budget is spent or a stop signal arrives; returns why it stopped."""
+        images_limit, seconds_limit = self.budget()
+        main = self.dist.is_main
+        log = RunLog(self.run_dir) if main else None
+        if main:
+            (self.run_dir / "config.yaml").write_text(dump_yaml(self.config), encoding="utf-8")
+            if self.images_seen == 0:
+                self._save_reals()
+        if self.images_seen == 0:
+            self._end_tick(log, time.perf_counter())  # grid and checkpoint of the untrained start
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        total = images_limit if images_limit else None
+        bar = tqdm(total=total, initial=min(self.images_seen, total or self.images_seen), unit="img",
+                   unit_scale=True, desc="training", disable=not (self.progress and main), dynamic_ncols=True)
+        reason = "budget"
+        try:
+            next_tick = self._next_tick_at()
+            tick_start = time.perf_counter()
+            while True:
+                if images_limit is not None and self.images_seen >= images_limit:
+                    break
+                if seconds_limit is not None and self.train_seconds >= seconds_limit:
+                    break
+                started = time.perf_counter()
+                before = self.images_seen
+                self._train_step()
+                self.train_seconds += time.perf_counter() - started
+                bar.update(self.images_seen - before)
+                if self.images_seen >= next_tick:
+                    self._end_tick(log, tick_start, bar)
+                    next_tick, tick_start = self._next_tick_at(), time.perf_counter()
+                    bar.n = min(self.images_seen, total or self.images_seen)  # a rollback moves back
+                if self.stop_signal:
+                    reason = self.stop_signal
+                    break
+            if self.images_seen != self._last_checkpoint_at:
+                self._end_tick(log, tick_start, bar)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            bar.close()
+            if log is not None:
+                log.close()
+        if main:
+            write_animation(self.run_dir)
+            write_loss_plot(self.run_dir)
+        return reason
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal:  # a second Ctrl-C: stop right now (the last checkpoint is intact)
+            raise KeyboardInterrupt
+        self.stop_signal = signal.Signals(signum).name
+        if self.dist.is_main:
+            print(f"\n{self.stop_signal}: finishing this step, then saving a checkpoint (press Ctrl-C again to quit at once).")
+
+    def _next_tick_at(self) -> int:
+        size = int(self.config.tick_kimg * 1000)
+        return (self.images_seen // size + 1) * size
+
+    def _autocast(self, enabled: bool = True):
+        if self.dtype is None or not enabled:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _latents(self) -> torch.Tensor:
+        # drawn for the global batch and sliced, so N processes see what one process would
+        z = torch.randn(self.config.batch_size, self.G.z_dim)
+        start = self.dist.rank * self.local_batch
+        return z[start : start + self.local_batch].to(self.device)
+
+    def _train_step(self) -> None:
+        real = labels = None
+        for phase in self.phases:
+            if self.step % phase.interval:
+                continue
+            module, optimizer, scaler = self.modules[phase.module], self.optimizers[phase.module], self.scalers[phase.module]
+            for name, other in self.modules.items():
+                other.requires_grad_(name == phase.module)
+            repeats = self.config.d_steps if phase.name == "Dmain" else 1
+            for _ in range(repeats):
+                if phase.name == "Dmain" or real is None:
+                    real, labels = next(self.reader)
+                    self.images_seen += self.config.batch_size
+                    if not self.conditional:
+                        labels = None
+                batch = Batch(real, labels, self._latents())
+                with self._autocast(enabled=phase.name != "Dreg"):  # penalties in fp32
+                    loss, stats = self.objective.loss(phase, batch)
+                if self.step in self.inject_nan_at_steps:
+                    self.inject_nan_at_steps.discard(self.step)
+                    loss = loss * float("nan")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                self.dist.average_gradients(module)
+                scaler.step(optimizer)
+                scaler.update()
+                self._accumulate(stats)
+        self.G.requires_grad_(True)
+        self.D.requires_grad_(True)
+        self.dist.sync_from_main(self.G)
+        self.dist.sync_from_main(self.D)
+        self.ema.update(self.G, self.config.batch_size, self.images_seen)
+        self.step += 1
+
+    def _reset_stats(self) -> None:
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
+        self._tick_images_start = self.images_seen
+
+    def _accumulate(self, stats: dict[str, torch.Tensor]) -> None:
+        for key, value in stats.items():
+            self._sums[key] = self._sums.get(key, 0) + value.float()
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _end_tick(self, log: RunLog | None, tick_start: float, bar=None) -> None:
+        means = {k: float(v) / self._counts[k] for k, v in self._sums.items()}
+        weights_ok = all(torch.isfinite(p).all() for m in (self.G, self.D) for p in m.parameters())
+        if self.dist.any(not weights_ok or not all(math.isfinite(v) for v in means.values()), self.device):
+            self._roll_back(means, log)
+            return
+        elapsed = max(time.perf_counter() - tick_start, 1e-9)
+        record = {"tick": self.tick, "images_seen": self.images_seen, "kimg": self.images_seen / 1000,
+                  "step": self.step, "train_seconds": round(self.train_seconds, 3),
+                  "images_per_second": (self.images_seen - self._tick_images_start) / elapsed, **means}
+        self.ema.recalibrate(self._recalibration_inputs)
+        if self.dist.is_main:
+            log.write(record)
+            self._save_grid()
+            ckpt.save_checkpoint(self.state(), self.run_dir / "checkpoints", self.images_seen, self.config.keep_checkpoints)
+            if bar is not None and means:
+                bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("loss_G", "loss_D", "R1")}
+                                | {"img/s": f"{record['images_per_second']:.0f}"})
+        self.dist.barrier()
+        self._last_checkpoint_at = self.images_seen
+        self.tick += 1
+        self._reset_stats()
+
+    def _roll_back(self, means: dict, log: RunLog | None) -> None:
+        self.rollbacks += 1
+        found = ckpt.latest_loadable(self.run_dir / "checkpoints")
+        if self.rollbacks > self.config.max_rollbacks or found is None:
+            raise TrainingError(
+                f"Training produced non-finite values {self.rollbacks} times (last tick's means: {means}). "
+                "Try lower learning rates (lr_g, lr_d), an R1 penalty (r1_gamma=1), loss=hinge, or precision=fp32.")
+        path, state = found
+        rollbacks = self.rollbacks
+        self.load_state(state)
+        self.rollbacks = rollbacks
+        torch.manual_seed(self.config.seed + 7919 * rollbacks)  # take another path than the one that failed
+        message = f"non-finite loss or weights: rolled back to {path.name} (rollback {rollbacks} of at most {self.config.max_rollbacks})"
+        if self.dist.is_main:
+            print(f"\nwarning: {message}")
+            log.write({"tick": self.tick, "images_seen": self.images_seen, "event": "rollback", "message": message})
+        self._reset_stats()
+
+    _last_checkpoint_at = -1
+
+    # --- pictures ------------------------------------------------------------------------------
+
+    def _recalibration_inputs(self) -> tuple:
+        z = torch.randn(self.local_batch, self.G.z_dim, generator=self._fixed).to(self.device)
+        if not self.conditional:
+            return (z,)
+        labels = torch.randint(0, self.model_config.num_classes, (self.local_batch,), generator=self._fixed)
+        return z, labels.to(self.device)
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        out = []
+        for start in range(0, len(z), 256):
+            zs = z[start : start + 256].to(self.device)
+            ls = None if labels is None else labels[start : start + 256].to(self.device)
+            out.append(self.ema.module(zs, ls).float().cpu())
+        return torch.cat(out)
+
+    def _save_grid(self) -> None:
+        folder = self.run_dir / "grids"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"grid-{self.images_seen // 1000:06d}kimg.png"
+        if self.images:
+            grid = image_grid(to_uint8_images(self.sample(self.grid_z, self.grid_labels)), columns=self.grid_columns)
+        else:
+            z = torch.randn(2000, self.G.z_dim, generator=self._fixed)
+            labels = None if not self.conditional else torch.randint(0, self.model_config.num_classes, (2000,), generator=self._fixed)
+            reference = np.asarray(self.dataset.points[: 2000])
+            grid = points_plot(self.sample(z, labels).numpy(), reference)
+        grid.save(target)
+
+    def _save_reals(self) -> None:
+        rng = np.random.default_rng(self.config.seed)
+        if self.images:
+            picks = np.sort(rng.choice(len(self.dataset), min(self.config.grid_size, len(self.dataset)), replace=False))
+            image_grid(np.asarray(self.dataset.images[picks])).save(self.run_dir / "reals.png")
+        else:
+            points_plot(np.asarray(self.dataset.points[:2000])).save(self.run_dir / "reals.png")
+
+
+def model_fields(config: TrainConfig, dataset: PreparedDataset) -> dict:
+    """The model's config fields: the preset's, with what the dataset dictates filled in."""
+    fields = dict(config.model)
+    # point sets carry their mixture component as a label; by default that stays unused
+    auto = dataset.num_classes > 0 and dataset.kind == "images"
+    use_labels = {"auto": auto, "yes": True, "no": False}[config.conditional]
+    if use_labels and dataset.labels is None:
+        raise TrainingError(f"conditional=yes, but {dataset.path} has no labels. Prepare it with --labels folders.")
+    if dataset.kind == "points":
+        fields.setdefault("dims", 2)
+    else:
+        for key, value in (("resolution", dataset.resolution), ("channels", dataset.channels)):
+            if fields.get(key, value) != value:
+                raise TrainingError(f"model.{key}={fields[key]} does not match the dataset ({value}); "
+                                    f"leave it out, or prepare the dataset at another {key}.")
+            fields[key] = value
+    fields["num_classes"] = dataset.num_classes if use_labels else 0
+    return fields

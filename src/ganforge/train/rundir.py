@@ -1,0 +1,154 @@
+"""The run directory: one numbered folder per run, holding everything to resume it or understand it.
+
+    runs/00003-textiles-dcgan/
+        config.yaml          the resolved configuration
+        log.jsonl            one JSON object per tick (losses, images/s, kimg, time)
+        events.out.tfevents  the same scalars for TensorBoard (tensorboard --logdir runs)
+        reals.png            a grid of training images, to compare with
+        grids/               a grid of samples from fixed seeds at each tick (kimg in the name)
+        checkpoints/         full training state, the last few
+        progress.gif         the grids as an animation: watching it learn
+        losses.png           the losses against images seen
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+_RUN = re.compile(r"^(\d{5})-")
+
+
+def new_run_dir(runs: Path, description: str) -> Path:
+    runs.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in runs.iterdir() if (m := _RUN.match(p.name))]
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", description).strip("-") or "run"
+    path = runs / f"{max(numbers, default=-1) + 1:05d}-{safe}"
+    path.mkdir()
+    return path
+
+
+def image_grid(images: np.ndarray, columns: int | None = None) -> Image.Image:
+    """uint8 (N, H, W, C) -> one picture, 1 px gaps; C = 1, 3 or 4 (alpha on grey)."""
+    n, height, width, channels = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = np.full((rows * (height + 1) + 1, columns * (width + 1) + 1, 3), 32, np.uint8)
+    if channels == 1:
+        images = np.repeat(images, 3, axis=3)
+    elif channels == 4:
+        alpha = images[..., 3:].astype(np.float32) / 255
+        images = (images[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
+    for k in range(n):
+        r, c = divmod(k, columns)
+        canvas[1 + r * (height + 1) : (r + 1) * (height + 1), 1 + c * (width + 1) : (c + 1) * (width + 1)] = images[k]
+    picture = Image.fromarray(canvas)
+    if picture.width < 512:  # small images are shown enlarged, pixels kept sharp
+        scale = math.ceil(512 / picture.width)
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+    return picture
+
+
+def points_plot(points: np.ndarray, reference: np.ndarray | None = None, size: int = 512) -> Image.Image:
+    """2-D points as a picture: samples dark, reference (real) points light, on a fixed frame."""
+    frame = np.concatenate([points, reference]) if reference is not None else points
+    low, high = np.percentile(frame, 0.5, axis=0) - 0.5, np.percentile(frame, 99.5, axis=0) + 0.5
+    scale = (size - 1) / max(float((high - low).max()), 1e-6)
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    for data, colour in ((reference, (180, 200, 255)), (points, (30, 30, 30))):
+        if data is None:
+            continue
+        xy = np.clip(((data - low) * scale).astype(int), 0, size - 1)
+        canvas[size - 1 - xy[:, 1], xy[:, 0]] = colour
+    return Image.fromarray(canvas)
+
+
+class RunLog:
+    """Scalars per tick, to log.jsonl and (when TensorBoard is installed) to TensorBoard."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "log.jsonl"
+        self.tensorboard = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(run_dir))
+        except ImportError:
+            print("note: TensorBoard is not installed (pip install tensorboard); scalars go to log.jsonl only.")
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            step = int(record["images_seen"])
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("images_seen", "tick"):
+                    self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = run_dir / "log.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash: the rest of the log is still good
+    return records
+
+
+def write_animation(run_dir: Path, max_frames: int = 100) -> Path | None:
+    """All tick grids as a looping GIF (the last frame held longer)."""
+    grids = sorted((run_dir / "grids").glob("grid-*.png"))
+    if not grids:
+        return None
+    step = max(1, math.ceil(len(grids) / max_frames))
+    chosen = grids[::step]
+    if chosen[-1] != grids[-1]:
+        chosen.append(grids[-1])
+    frames = []
+    for path in chosen:
+        with Image.open(path) as frame:
+            frames.append(frame.convert("RGB").resize((min(frame.width, 512), min(frame.height, 512))))
+    target = run_dir / "progress.gif"
+    durations = [300] * (len(frames) - 1) + [2000]
+    frames[0].save(target, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return target
+
+
+def write_loss_plot(run_dir: Path) -> Path | None:
+    records = [r for r in read_log(run_dir) if "loss_G" in r]
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kimg = [r["images_seen"] / 1000 for r in records]
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for key, colour in (("loss_G", "tab:blue"), ("loss_D", "tab:red"), ("R1", "tab:green")):
+        if key in records[-1]:
+            axes.plot(kimg, [r.get(key, float("nan")) for r in records], label=key, color=colour)
+    axes.set_xlabel("thousands of images shown (kimg)")
+    axes.set_ylabel("loss (mean over each tick)")
+    axes.set_title(run_dir.name)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    target = run_dir / "losses.png"
+    figure.tight_layout()
+    figure.savefig(target)
+    plt.close(figure)
+    return target

@@ -1,0 +1,103 @@
+"""`train_gan`: start a run or resume one — the Python face of `ganforge train`.
+
+A new run gets a numbered folder under runs_dir; a resumed run continues from its latest checkpoint
+with its saved config. On resume only the budget and the device may change: anything else would
+no longer be the same run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ganforge.data.format import PreparedDataset
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config, dump_yaml
+from ganforge.train.loop import Trainer, TrainingError
+from ganforge.train.rundir import new_run_dir
+
+RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints"}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    config: TrainConfig
+    stopped_by: str  # "budget", "SIGINT", "SIGTERM", or "dry-run"
+    images_seen: int = 0
+
+
+def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = None,
+              overrides: dict[str, Any] | None = None, resume: str | os.PathLike | None = None,
+              dry_run: bool = False, progress: bool = True) -> TrainResult:
+    if resume is not None:
+        return _resume(Path(resume), overrides or {}, dry_run, progress)
+    if data is None:
+        raise ConfigError("Give a prepared dataset to train on (ganforge train DATASET), or --resume RUN.")
+    dataset = PreparedDataset(data)
+    config = build_config(str(Path(data)), preset, overrides, kind=dataset.kind)
+    if dry_run:
+        return TrainResult(None, config, "dry-run")
+    description = f"{Path(data).resolve().name}-{config.model['name']}"
+    run_dir = _make_run_dir(Path(config.runs_dir), description)
+    trainer = Trainer(config, run_dir, progress=progress)
+    stopped_by = trainer.run()
+    trainer.dist.close()
+    return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
+
+
+def _make_run_dir(runs: Path, description: str) -> Path:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return new_run_dir(runs, description)
+    # under torchrun every rank must agree on the folder: rank 0 makes it, the others wait for its name
+    import torch.distributed as dist
+
+    from ganforge.train.distributed import Distributed
+
+    Distributed.from_environment("cuda" if os.environ.get("LOCAL_RANK") and _cuda() else "cpu")
+    names = [str(new_run_dir(runs, description)) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(names, src=0)
+    return Path(names[0])
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _resume(run_dir: Path, overrides: dict[str, Any], dry_run: bool, progress: bool) -> TrainResult:
+    config_file = run_dir / "config.yaml"
+    if not config_file.exists():
+        raise ConfigError(f"{run_dir} is not a ganforge run (no config.yaml). Give the run folder, e.g. runs/00003-...")
+    found = ckpt.latest_loadable(run_dir / "checkpoints")
+    if found is None:
+        raise ConfigError(f"{run_dir} has no loadable checkpoint to resume from.")
+    path, state = found
+    config = TrainConfig()
+    _apply(config, yaml.safe_load(config_file.read_text(encoding="utf-8")), str(config_file))
+    changed = set(overrides) - RESUMABLE_KEYS
+    if changed:
+        raise ConfigError(f"Resuming keeps the run's settings; {', '.join(sorted(changed))} cannot change "
+                          f"(only {', '.join(sorted(RESUMABLE_KEYS))}). Start a new run to change them.")
+    _apply(config, _nest(overrides), "overrides")
+    config.validate()
+    if dry_run:
+        return TrainResult(run_dir, config, "dry-run", state["images_seen"])
+    if progress:
+        print(f"Resuming {run_dir} from {path.name} ({state['images_seen'] / 1000:.1f} kimg).")
+    trainer = Trainer(config, run_dir, state=state, progress=progress)
+    stopped_by = trainer.run()
+    trainer.dist.close()
+    return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
+
+
+def describe(config: TrainConfig) -> str:
+    return dump_yaml(config)
+
+
+__all__ = ["TrainResult", "train_gan", "describe", "TrainingError"]
