@@ -335,7 +335,7 @@ class Trainer:
     def _save_grid(self) -> None:
         folder = self.run_dir / "grids"
         folder.mkdir(exist_ok=True)
-        target = folder / f"grid-{self.images_seen // 1000:06d}kimg.png"
+        target = folder / f"grid-{self.images_seen / 1000:011.3f}kimg.png"  # sortable, exact kimg
         if self.images:
             grid = image_grid(to_uint8_images(self.sample(self.grid_z, self.grid_labels)), columns=self.grid_columns)
         else:
