@@ -10,12 +10,16 @@ from PIL import Image
 from ganforge.cli import main
 
 
-def test_demo_prepares_the_builtin_digits_and_draws_them(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--resolution", "16"]) == 0
+def test_demo_prepares_trains_exports_and_draws(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--resolution", "16", "--kimg", "0.128"]) == 0
     out = capsys.readouterr().out
     sheet = tmp_path / "demo" / "digits-16" / "contact-sheet.png"
-    assert "1,797 images" in out and str(sheet) in out
-    with Image.open(sheet) as image:
+    samples = tmp_path / "demo" / "samples-by-digit.png"
+    assert "1,797 images" in out and str(sheet) in out and str(samples) in out
+    runs = list((tmp_path / "demo" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "progress.gif").exists() and (runs[0] / "losses.png").exists()
+    assert (runs[0] / "generator" / "model.safetensors").exists()
+    with Image.open(samples) as image:
         assert image.width > 200 and image.height > 200
 
 

@@ -47,16 +47,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_demo(commands) -> None:
     p = commands.add_parser("demo", help="run the main job on the built-in digits dataset (no network)",
-                            description="Prepare the built-in handwritten digits and show them.")
+                            description="Prepare the built-in handwritten digits, train a small GAN on them, and show the results.")
     p.add_argument("--out", default="ganforge-demo", help="folder for everything the demo writes (default: %(default)s)")
     p.add_argument("--resolution", type=int, default=32, help="image size in pixels (default: %(default)s)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training time (default: %(default)s)")
+    p.add_argument("--kimg", type=float, default=0.0, help="train on this many thousand images instead of minutes")
     p.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args) -> int:
     from ganforge.demo import run_demo
 
-    run_demo(args.out, resolution=args.resolution)
+    run_demo(args.out, resolution=args.resolution, minutes=args.minutes, kimg=args.kimg)
     return 0
 
 
