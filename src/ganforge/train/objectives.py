@@ -30,6 +30,7 @@ class Phase:
     name: str  # "Dmain", "Dreg", "Gmain", ...
     module: str  # whose parameters this phase's optimiser updates: "G" or "D"
     interval: int = 1  # run every N steps; the loss is multiplied by N (lazy regularisation)
+    graph: tuple[str, ...] = ()  # modules whose autograd graph this phase records for a later phase
 
 
 @dataclass
@@ -47,9 +48,13 @@ class GANObjective:
         self.G, self.D = G, D
         self.augment = augment or (lambda x: x)
         self.acgan = getattr(D.config, "conditioning", "") == "acgan" and getattr(D.config, "num_classes", 0) > 0
+        # The textbook step: the fakes D was just trained on are the ones G learns from, so each
+        # step runs G forward once instead of twice. Off, G's phase draws fresh fakes (StyleGAN).
+        self.reuse_fakes = config.reuse_fakes
+        self._fakes: torch.Tensor | None = None
 
     def phases(self) -> list[Phase]:
-        phases = [Phase("Dmain", "D")]
+        phases = [Phase("Dmain", "D", graph=("G",) if self.reuse_fakes else ())]
         if self.config.r1_gamma > 0:
             phases.append(Phase("Dreg", "D", self.config.r1_every))
         phases.append(Phase("Gmain", "G"))
@@ -69,8 +74,13 @@ class GANObjective:
         return logits.float(), None if class_logits is None else class_logits.float()
 
     def _d_main(self, batch: Batch):
-        with torch.no_grad():
-            fake = self.G(batch.z, batch.labels)
+        if self.reuse_fakes:
+            fake = self.G(batch.z, batch.labels)  # the graph is kept for the G phase
+            self._fakes = fake
+            fake = fake.detach()
+        else:
+            with torch.no_grad():
+                fake = self.G(batch.z, batch.labels)
         real_logits, real_classes = self._discriminate(batch.real, batch.labels)
         fake_logits, fake_classes = self._discriminate(fake, batch.labels)
         kind = self.config.loss
@@ -96,7 +106,7 @@ class GANObjective:
         return loss, stats
 
     def _g_main(self, batch: Batch):
-        fake = self.G(batch.z, batch.labels)
+        fake, self._fakes = (self._fakes, None) if self._fakes is not None else (self.G(batch.z, batch.labels), None)
         logits, classes = self._discriminate(fake, batch.labels)
         kind = self.config.loss
         if kind == "minimax":
