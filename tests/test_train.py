@@ -102,6 +102,10 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(digits, tmp_path):
     resumed = ckpt.latest_loadable(tmp_path / "stopped" / "checkpoints")[1]
     for key, value in straight.G.state_dict().items():
         assert torch.equal(resumed["G"][key], value), key
+    for key, value in straight.ema.state_dict().items():  # batch-norm statistics included
+        assert torch.equal(resumed["G_ema"][key], value), f"G_ema.{key}"
+    grids = sorted(p.name for p in (tmp_path / "straight" / "grids").iterdir())
+    assert grids == sorted(p.name for p in (tmp_path / "stopped" / "grids").iterdir())
 
 
 def test_resume_refuses_to_change_the_run(digits, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -110,7 +111,9 @@ class Trainer:
         self.train_seconds = 0.0
         self.stop_signal: str | None = None
         self.inject_nan_at_steps: set[int] = set()  # for tests of the rollback path
-        self._fixed = torch.Generator().manual_seed(config.seed + 1_000_003)  # grids and BN recalibration
+        # Grids and BN recalibration draw from their own generator, re-seeded at each use, so they
+        # never disturb training's random stream and look the same after a resume.
+        self._fixed = torch.Generator().manual_seed(config.seed + 1_000_003)
         grid_size, self.grid_labels, self.grid_columns = config.grid_size, None, None
         if self.conditional:  # one column per class (when they fit), as many rows as the grid allows
             classes = self.model_config.num_classes
@@ -164,6 +167,9 @@ class Trainer:
         """Train until the budget is spent or a stop signal arrives; returns why it stopped."""
         images_limit, seconds_limit = self.budget()
         main = self.dist.is_main
+        if main and self.progress and not (self.config.kimg or self.config.epochs or self.config.minutes):
+            print(f"No budget given (kimg=, epochs= or minutes=): training for {DEFAULT_MINUTES:g} minutes. "
+                  "Ctrl-C stops and saves at any time.")
         log = RunLog(self.run_dir) if main else None
         if main:
             (self.run_dir / "config.yaml").write_text(dump_yaml(self.config), encoding="utf-8")
@@ -171,7 +177,9 @@ class Trainer:
                 self._save_reals()
         if self.images_seen == 0:
             self._end_tick(log, time.perf_counter())  # grid and checkpoint of the untrained start
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         total = images_limit if images_limit else None
         bar = tqdm(total=total, initial=min(self.images_seen, total or self.images_seen), unit="img",
                    unit_scale=True, desc="training", disable=not (self.progress and main), dynamic_ncols=True)
@@ -193,8 +201,8 @@ class Trainer:
                     self._end_tick(log, tick_start, bar)
                     next_tick, tick_start = self._next_tick_at(), time.perf_counter()
                     bar.n = min(self.images_seen, total or self.images_seen)  # a rollback moves back
-                if self.stop_signal:
-                    reason = self.stop_signal
+                if self.dist.any(bool(self.stop_signal), self.device):  # every rank stops at the same step
+                    reason = self.stop_signal or "SIGTERM"
                     break
             if self.images_seen != self._last_checkpoint_at:
                 self._end_tick(log, tick_start, bar)
@@ -285,6 +293,7 @@ class Trainer:
         record = {"tick": self.tick, "images_seen": self.images_seen, "kimg": self.images_seen / 1000,
                   "step": self.step, "train_seconds": round(self.train_seconds, 3),
                   "images_per_second": (self.images_seen - self._tick_images_start) / elapsed, **means}
+        self._fixed.manual_seed(self.config.seed + 1_000_004)
         self.ema.recalibrate(self._recalibration_inputs)
         if self.dist.is_main:
             log.write(record)
@@ -343,6 +352,7 @@ class Trainer:
         if self.images:
             grid = image_grid(to_uint8_images(self.sample(self.grid_z, self.grid_labels)), columns=self.grid_columns)
         else:
+            self._fixed.manual_seed(self.config.seed + 1_000_005)  # the same points at every tick
             z = torch.randn(2000, self.G.z_dim, generator=self._fixed)
             labels = None if not self.conditional else torch.randint(0, self.model_config.num_classes, (2000,), generator=self._fixed)
             reference = np.asarray(self.dataset.points[: 2000])
