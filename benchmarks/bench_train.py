@@ -264,6 +264,21 @@ def measure_speed(args) -> list[dict]:
     return rows
 
 
+def measure_interleaved(args) -> list[tuple[float, float]]:
+    """(ganforge, textbook) images/s in alternating rounds: noise on this shared machine then falls on
+    both loops alike, and the median of the per-round ratios is the figure to quote."""
+    trainer, textbook = make_trainer("auto"), TextbookLoop(JPEG_TRAIN)
+    rounds = []
+    for _ in range(args.rounds):
+        ours = images_per_second(trainer_step(trainer), 2, args.round_seconds)
+        theirs = images_per_second(textbook.step, 2, args.round_seconds)
+        rounds.append((ours, theirs))
+    textbook.close()
+    del trainer, textbook
+    release_memory()
+    return rounds
+
+
 def measure_data(args) -> tuple[float, float]:
     reader = BatchReader(str(PREPARED), BATCH)
     reader_rate = images_per_second(lambda: next(reader)[0].shape[0], args.warmup, args.data_seconds)
@@ -301,6 +316,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="timed seconds per training loop")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before each timing")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating ganforge/textbook rounds (0: skip)")
+    parser.add_argument("--round-seconds", type=float, default=20.0, help="timed seconds per loop per round")
     parser.add_argument("--data-seconds", type=float, default=10.0, help="timed seconds per data pipeline")
     parser.add_argument("--quality-minutes", type=float, default=0.0,
                         help="train each loop M minutes, then KID (0: skip)")
@@ -317,6 +334,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
 
     rows = measure_speed(args)
+    rounds = measure_interleaved(args) if args.rounds else []
     reader_rate, loader_rate = measure_data(args)
     quality = measure_quality(args) if args.quality_minutes else {}
 
@@ -329,6 +347,11 @@ def main() -> None:
     for row in rows:
         print(f"{row['loop']:>9} {row['precision']:>16} {row['rate']:>9,.1f} {row['rate'] / textbook_rate:>11.2f} "
               f"{row['start'] / mib:>10,.0f} {row['peak'] / mib:>13,.0f} {row['pss'] / mib:>13,.0f}")
+    if rounds:
+        ratios = sorted(ours / theirs for ours, theirs in rounds)
+        print(f"interleaved rounds of {args.round_seconds:g} s (ganforge / textbook images/s): "
+              + ", ".join(f"{ours:.0f}/{theirs:.0f}" for ours, theirs in rounds)
+              + f"; median ratio {ratios[len(ratios) // 2] if len(ratios) % 2 else sum(ratios[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2:.2f}x")
     print(f"data alone: ganforge reader {reader_rate:,.0f} images/s, textbook DataLoader {loader_rate:,.0f} images/s "
           f"({reader_rate / loader_rate:,.0f}x)")
     print(f"targets: ganforge (default precision) >= 2x textbook: {rows[0]['rate'] / textbook_rate:.2f}x; "
