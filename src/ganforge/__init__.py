@@ -19,6 +19,10 @@ _LAZY = {
     "inspect_dataset": "ganforge.data.inspect",
     "fetch_dataset": "ganforge.data.fetch",
     "gaussian_mixture": "ganforge.data.synthetic",
+    "create_models": "ganforge.models",
+    "train_gan": "ganforge.train.session",
+    "export_generator": "ganforge.export",
+    "load_generator": "ganforge.export",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
