@@ -136,9 +136,10 @@ class DCGANGenerator(nn.Module):
         if self.acgan:
             z = torch.cat([z, self.class_embed(labels)], dim=1)  # (B, 2 * z_dim)
         x = self.stem(z.reshape(z.shape[0], z.shape[1], 1, 1))  # (B, C4, 4, 4)
-        x = torch.relu(self._normalise(self.norms[0], x, labels))
+        # in place: batch norm's backward needs its input, never its output
+        x = torch.relu_(self._normalise(self.norms[0], x, labels))
         for up, norm in zip(self.ups, self.norms[1:]):
-            x = torch.relu(self._normalise(norm, up(x), labels))  # (B, C, 2H, 2W)
+            x = torch.relu_(self._normalise(norm, up(x), labels))  # (B, C, 2H, 2W)
         return torch.tanh(self.to_image(x))  # (B, channels, R, R) in [-1, 1]
 
 
@@ -160,7 +161,7 @@ class DCGANDiscriminator(nn.Module):
             layers.append(nn.Conv2d(channels, out, 4, 2, 1, bias=not batch_norm))
             if batch_norm:
                 layers.append(nn.BatchNorm2d(out))
-            layers.append(nn.LeakyReLU(0.2))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))  # conv and BN backward need only their inputs
             side, channels = side // 2, out
         self.features = nn.Sequential(*layers)  # (B, C, R, R) -> (B, C4, 4, 4)
         self.to_logit = nn.Conv2d(channels, 1, 4, 1, 0)  # (B, C4, 4, 4) -> (B, 1, 1, 1)
