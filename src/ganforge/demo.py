@@ -15,7 +15,7 @@ from ganforge.data.inspect import inspect_dataset
 from ganforge.data.prepare import prepare_dataset
 from ganforge.data.reader import to_uint8_images
 from ganforge.export import export_generator, load_generator
-from ganforge.train.rundir import image_grid
+from ganforge.pictures import image_grid
 from ganforge.train.session import train_gan
 
 

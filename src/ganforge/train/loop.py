@@ -23,13 +23,14 @@ from ganforge.data.format import PreparedDataset
 from ganforge.data.reader import BatchReader, to_uint8_images
 from ganforge.errors import GanforgeError
 from ganforge.models import create_models
+from ganforge.pictures import image_grid, points_plot
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.augment import make_augment
 from ganforge.train.config import TrainConfig, dump_yaml
 from ganforge.train.distributed import Distributed
 from ganforge.train.ema import GeneratorEMA
 from ganforge.train.objectives import Batch, GANObjective
-from ganforge.train.rundir import RunLog, image_grid, points_plot, write_animation, write_loss_plot
+from ganforge.train.rundir import RunLog, write_animation, write_loss_plot
 
 DEFAULT_MINUTES = 60.0
 

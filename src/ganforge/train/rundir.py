@@ -18,7 +18,6 @@ import math
 import re
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 _RUN = re.compile(r"^(\d{5})-")
@@ -31,41 +30,6 @@ def new_run_dir(runs: Path, description: str) -> Path:
     path = runs / f"{max(numbers, default=-1) + 1:05d}-{safe}"
     path.mkdir()
     return path
-
-
-def image_grid(images: np.ndarray, columns: int | None = None) -> Image.Image:
-    """uint8 (N, H, W, C) -> one picture, 1 px gaps; C = 1, 3 or 4 (alpha on grey)."""
-    n, height, width, channels = images.shape
-    columns = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    canvas = np.full((rows * (height + 1) + 1, columns * (width + 1) + 1, 3), 32, np.uint8)
-    if channels == 1:
-        images = np.repeat(images, 3, axis=3)
-    elif channels == 4:
-        alpha = images[..., 3:].astype(np.float32) / 255
-        images = (images[..., :3] * alpha + 128 * (1 - alpha)).astype(np.uint8)
-    for k in range(n):
-        r, c = divmod(k, columns)
-        canvas[1 + r * (height + 1) : (r + 1) * (height + 1), 1 + c * (width + 1) : (c + 1) * (width + 1)] = images[k]
-    picture = Image.fromarray(canvas)
-    if picture.width < 512:  # small images are shown enlarged, pixels kept sharp
-        scale = math.ceil(512 / picture.width)
-        picture = picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
-    return picture
-
-
-def points_plot(points: np.ndarray, reference: np.ndarray | None = None, size: int = 512) -> Image.Image:
-    """2-D points as a picture: samples dark, reference (real) points light, on a fixed frame."""
-    frame = np.concatenate([points, reference]) if reference is not None else points
-    low, high = np.percentile(frame, 0.5, axis=0) - 0.5, np.percentile(frame, 99.5, axis=0) + 0.5
-    scale = (size - 1) / max(float((high - low).max()), 1e-6)
-    canvas = np.full((size, size, 3), 255, np.uint8)
-    for data, colour in ((reference, (180, 200, 255)), (points, (30, 30, 30))):
-        if data is None:
-            continue
-        xy = np.clip(((data - low) * scale).astype(int), 0, size - 1)
-        canvas[size - 1 - xy[:, 1], xy[:, 0]] = colour
-    return Image.fromarray(canvas)
 
 
 class RunLog:
