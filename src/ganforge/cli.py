@@ -153,8 +153,8 @@ def _add_train(commands) -> None:
 
 
 def _run_train(args) -> int:
-    from ganforge.train.config import ConfigError, parse_overrides, preset_names
-    from ganforge.train.session import describe, train_gan
+    from ganforge.train.config import ConfigError, dump_yaml, parse_overrides, preset_names
+    from ganforge.train.session import train_gan
 
     if args.list_presets:
         print("\n".join(preset_names()))
@@ -166,7 +166,7 @@ def _run_train(args) -> int:
     result = train_gan(positional[0] if positional else None, preset=args.preset, overrides=overrides,
                        resume=args.resume, dry_run=args.dry_run, progress=not args.quiet)
     if result.stopped_by == "dry-run":
-        print(describe(result.config), end="")
+        print(dump_yaml(result.config), end="")
         return 0
     run = result.run_dir
     print(f"\nStopped by {result.stopped_by} at {result.images_seen / 1000:.1f} kimg. Everything is in {run}:")

@@ -39,6 +39,13 @@ class TrainingError(GanforgeError):
     pass
 
 
+def device_kind(requested: str) -> str:
+    """"cuda" or "cpu": what `device=` will resolve to, needed before the process group starts."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(requested).type
+
+
 def pick_device(requested: str, local_rank: int = 0) -> torch.device:
     if requested == "auto":
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
@@ -88,8 +95,7 @@ class Trainer:
         self.run_dir = run_dir
         self.progress = progress
         self.dataset = PreparedDataset(config.data)
-        device_kind = "cuda" if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()) else "cpu"
-        self.dist = Distributed.from_environment(device_kind)
+        self.dist = Distributed.from_environment(device_kind(config.device))
         self.device = pick_device(config.device, self.dist.local_rank)
         self.dtype = pick_precision(config.precision, self.device)
         if config.batch_size % self.dist.world_size:
@@ -118,6 +124,7 @@ class Trainer:
         self.modules = {"G": self.G, "D": self.D}
 
         self.step = self.images_seen = self.tick = self.rollbacks = 0
+        self._last_checkpoint_at = -1
         self.train_seconds = 0.0
         self.stop_signal: str | None = None
         self.inject_nan_at_steps: set[int] = set()  # for tests of the rollback path
@@ -334,8 +341,6 @@ class Trainer:
             print(f"\nwarning: {message}")
             log.write({"tick": self.tick, "images_seen": self.images_seen, "event": "rollback", "message": message})
         self._reset_stats()
-
-    _last_checkpoint_at = -1
 
     # --- pictures ------------------------------------------------------------------------------
 

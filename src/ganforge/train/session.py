@@ -16,8 +16,8 @@ import yaml
 
 from ganforge.data.format import PreparedDataset
 from ganforge.train import checkpoint as ckpt
-from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config, dump_yaml
-from ganforge.train.loop import Trainer, TrainingError
+from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config
+from ganforge.train.loop import Trainer, device_kind
 from ganforge.train.rundir import new_run_dir
 
 RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints"}
@@ -43,14 +43,14 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     if dry_run:
         return TrainResult(None, config, "dry-run")
     description = f"{Path(data).resolve().name}-{config.model['name']}"
-    run_dir = _make_run_dir(Path(config.runs_dir), description)
+    run_dir = _make_run_dir(Path(config.runs_dir), description, config.device)
     trainer = Trainer(config, run_dir, progress=progress)
     stopped_by = trainer.run()
     trainer.dist.close()
     return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
 
 
-def _make_run_dir(runs: Path, description: str) -> Path:
+def _make_run_dir(runs: Path, description: str, device: str) -> Path:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return new_run_dir(runs, description)
     # under torchrun every rank must agree on the folder: rank 0 makes it, the others wait for its name
@@ -58,16 +58,10 @@ def _make_run_dir(runs: Path, description: str) -> Path:
 
     from ganforge.train.distributed import Distributed
 
-    Distributed.from_environment("cuda" if os.environ.get("LOCAL_RANK") and _cuda() else "cpu")
+    Distributed.from_environment(device_kind(device))
     names = [str(new_run_dir(runs, description)) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(names, src=0)
     return Path(names[0])
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _resume(run_dir: Path, overrides: dict[str, Any], dry_run: bool, progress: bool) -> TrainResult:
@@ -94,10 +88,3 @@ def _resume(run_dir: Path, overrides: dict[str, Any], dry_run: bool, progress: b
     stopped_by = trainer.run()
     trainer.dist.close()
     return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
-
-
-def describe(config: TrainConfig) -> str:
-    return dump_yaml(config)
-
-
-__all__ = ["TrainResult", "train_gan", "describe", "TrainingError"]
