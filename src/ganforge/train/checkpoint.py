@@ -20,6 +20,7 @@ import torch
 from ganforge.errors import GanforgeError
 
 PATTERN = re.compile(r"^checkpoint-(\d{9})\.pt$")
+BEST = "best.pt"  # a copy of the checkpoint with the best metric so far; never pruned
 
 
 class CheckpointError(GanforgeError):
@@ -37,16 +38,25 @@ def list_checkpoints(folder: Path) -> list[Path]:
 
 
 def save_checkpoint(state: dict, folder: Path, images_seen: int, keep: int) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = checkpoint_path(folder, images_seen)
+    target = _write_atomic(state, checkpoint_path(folder, images_seen))
+    for old in list_checkpoints(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return target
+
+
+def save_best(state: dict, folder: Path) -> Path:
+    """Write `state` as the run's best checkpoint (kept apart from the last N)."""
+    return _write_atomic(state, folder / BEST)
+
+
+def _write_atomic(state: dict, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     with open(tmp, "wb") as handle:
         torch.save(state, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, target)
-    for old in list_checkpoints(folder)[:-keep]:
-        old.unlink(missing_ok=True)
     return target
 
 

@@ -39,7 +39,7 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     if data is None:
         raise ConfigError("Give a prepared dataset to train on (ganforge train DATASET), or --resume RUN.")
     dataset = PreparedDataset(data)
-    config = build_config(str(Path(data)), preset, overrides, kind=dataset.kind)
+    config = build_config(str(Path(data).resolve()), preset, overrides, kind=dataset.kind)
     if dry_run:
         return TrainResult(None, config, "dry-run")
     description = f"{Path(data).resolve().name}-{config.model['name']}"

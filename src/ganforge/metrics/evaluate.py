@@ -1,0 +1,181 @@
+"""One call for every metric: `calculate_metrics(generated, reference, fid=True, kid=True, ...)` -> a flat dict.
+
+Names carry the sample count, as StyleGAN2-ADA's do: `fid10k` is FID from 10,000 generated images
+against the reference's statistics, `kid2k` KID from 2,000, `pr10k_precision`, `dc10k_coverage`,
+`is10k`. The feature protocol is fixed (`inception.PROTOCOL`) and written beside every result.
+
+Reference statistics are cached per images, protocol, count and seed in `<cache>/metrics/`, so a
+second evaluation against the same dataset extracts only the generated side. When the generated
+side is a run folder, the result is appended to `RUN/metrics.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ganforge.errors import GanforgeError
+from ganforge.metrics import scores
+from ganforge.metrics.inception import PROTOCOL, FIDInceptionV3, load_inception, to_inception_input
+from ganforge.metrics.sources import ImageSource, SourceError, open_source
+
+METRICS = ("fid", "kid", "pr", "dc", "is")
+METRICS_LOG = "metrics.jsonl"
+
+
+class MetricsError(GanforgeError, ValueError):
+    pass
+
+
+def count_name(count: int) -> str:
+    """10000 -> '10k', 2500 -> '2500'."""
+    return f"{count // 1000}k" if count % 1000 == 0 and count >= 1000 else str(count)
+
+
+class FeatureExtractor:
+    """The Inception network on a device, turning image sources into `FeatureStats`."""
+
+    def __init__(self, network: FIDInceptionV3 | None = None, *, device: str | torch.device = "cpu",
+                 inception: str | os.PathLike | None = None, batch_size: int = 64, progress: bool = True):
+        self.device = torch.device(device)
+        self.network = (network or load_inception(inception, progress=progress)).to(self.device)
+        self.batch_size = batch_size
+        self.progress = progress
+
+    @torch.inference_mode()
+    def features(self, images: np.ndarray, logits: bool = False):
+        x = to_inception_input(torch.from_numpy(np.array(images, copy=True))).to(self.device)
+        if logits:
+            f, y = self.network(x, logits=True)
+            return f.float().cpu().numpy(), y.float().cpu().numpy()
+        return self.network(x).float().cpu().numpy()
+
+    def stats(self, source: ImageSource, count: int, *, keep: int, seed: int = 0, logits: bool = False,
+              label: str = "") -> tuple[scores.FeatureStats, np.ndarray | None]:
+        stats = scores.FeatureStats(keep=keep)
+        all_logits = [] if logits else None
+        with tqdm(total=count, unit="img", desc=f"Inception features{label}", disable=not self.progress,
+                  dynamic_ncols=True) as bar:
+            for batch in source.batches(count, self.batch_size, seed):
+                out = self.features(batch, logits)
+                if logits:
+                    out, y = out
+                    all_logits.append(y)
+                stats.add(out)
+                bar.update(len(batch))
+        return stats, (np.concatenate(all_logits) if logits else None)
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("GANFORGE_CACHE") or Path.home() / ".cache" / "ganforge"
+    return Path(root).expanduser() / "metrics"
+
+
+def reference_stats(extractor: FeatureExtractor, source: ImageSource, count: int, keep: int, seed: int = 0,
+                    cache: bool = True) -> scores.FeatureStats:
+    """Statistics of real images, from the cache when the same images, protocol, count and seed were seen."""
+    count = min(count, source.available) if source.available is not None else count
+    keep = min(keep, count)
+    path = None
+    if cache and source.digest:
+        slug = PROTOCOL.replace("/", "-")
+        path = _cache_dir() / f"{source.kind}-{source.digest}-{slug}-n{count}-seed{seed}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as data:
+                    stats = scores.FeatureStats.from_state(dict(data))
+                if len(stats.features) >= keep:
+                    return stats
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache file is recomputed and replaced
+    stats, _ = extractor.stats(source, count, keep=max(keep, 1), seed=seed, label=f" ({source.kind}, real)")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **stats.state())
+        os.replace(tmp, path)
+    return stats
+
+
+def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str | os.PathLike | ImageSource | None = None,
+                      *, fid: bool = True, kid: bool = True, pr: bool = False, dc: bool = False, isc: bool = False,
+                      count: int = 10_000, reference_count: int = 50_000, seed: int = 0, which: str = "best",
+                      extractor: FeatureExtractor | None = None, device: str = "auto",
+                      inception: str | os.PathLike | None = None, batch_size: int = 64, cache: bool = True,
+                      log: bool = True, progress: bool = True) -> dict:
+    """Metrics of `generated` (a generator, run, dataset or image folder) against `reference`.
+
+    `reference` defaults to the dataset a generator or run was trained on. FID uses up to
+    `reference_count` real images; KID, precision/recall and density/coverage compare `count`
+    generated features with `count` real ones.
+    """
+    from ganforge.train.loop import pick_device
+
+    if count < 2:
+        raise MetricsError(f"count={count}: metrics need at least 2 generated images (10,000 is usual).")
+    torch_device = pick_device(device)
+    gen = generated if isinstance(generated, ImageSource) else open_source(generated, which=which, device=torch_device)
+    if reference is None:
+        if gen.training_data is None:
+            raise MetricsError(f"{gen.path} is a {gen.kind}: say what to compare it with (--data DATASET).")
+        if not gen.training_data.exists():
+            raise MetricsError(f"The training dataset recorded in {gen.path}, {gen.training_data}, is gone; "
+                               "pass the reference with --data DATASET.")
+        reference = gen.training_data
+    ref = reference if isinstance(reference, ImageSource) else open_source(reference, which=which, device=torch_device)
+    if gen.available is not None:
+        count = min(count, gen.available)
+    extractor = extractor or FeatureExtractor(device=torch_device, inception=inception, batch_size=batch_size,
+                                              progress=progress)
+    if isc and not extractor.network.has_logits:
+        raise MetricsError("The Inception Score needs the classifier, which the TorchScript pool3 file lacks: "
+                           "use pytorch-fid's full weights (--inception pt_inception-2015-12-05-6726825d.pth).")
+    started = time.perf_counter()
+    fake, logits = extractor.stats(gen, count, keep=count, seed=seed + 1, logits=isc, label=f" ({gen.kind})")
+    real_count = reference_count if fid else count
+    real = reference_stats(extractor, ref, max(real_count, count), keep=count, seed=seed, cache=cache)
+    n = count_name(count)
+    results: dict[str, float] = {}
+    if fid:
+        results[f"fid{n}"] = scores.fid_from_stats(real, fake)
+    if kid:
+        results[f"kid{n}"], results[f"kid{n}_std"] = scores.kernel_inception_distance(real.features, fake.features, seed=seed)
+    if pr:
+        results[f"pr{n}_precision"], results[f"pr{n}_recall"] = scores.precision_recall(real.features, fake.features)
+    if dc:
+        results[f"dc{n}_density"], results[f"dc{n}_coverage"] = scores.density_coverage(real.features, fake.features)
+    if isc:
+        results[f"is{n}"], results[f"is{n}_std"] = scores.inception_score(logits)
+    record = {"time": time.time(), "metrics": results, "protocol": PROTOCOL, "generated": str(gen.path),
+              "reference": str(ref.path), "reference_images": real.count, "images_seen": gen.images_seen,
+              "checkpoint": gen.checkpoint, "seconds": round(time.perf_counter() - started, 1)}
+    if log and gen.kind == "run":
+        append_metrics(gen.path, record)
+    return {**results, "protocol": PROTOCOL, "reference_images": real.count}
+
+
+def append_metrics(run: Path, record: dict) -> None:
+    with open(run / METRICS_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(run: Path) -> list[dict]:
+    path = Path(run) / METRICS_LOG
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash mid-write
+    return records
+
+
+__all__ = ["calculate_metrics", "FeatureExtractor", "reference_stats", "read_metrics", "SourceError", "METRICS"]
