@@ -42,6 +42,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_train(commands)
     _add_export(commands)
+    _add_eval(commands)
+    _add_health(commands)
+    _add_compare(commands)
     return parser
 
 
@@ -192,4 +195,87 @@ def _run_export(args) -> int:
     from ganforge.export import export_generator
 
     print(f"Exported the generator to {export_generator(args.run, args.out)}")
+    return 0
+
+
+def _add_eval(commands) -> None:
+    p = commands.add_parser(
+        "eval", help="FID, KID, precision/recall, density/coverage (and IS) of a generator, run or folder",
+        description=(
+            "Compare INPUT (an exported generator, a run folder, a prepared dataset or a folder of images) "
+            "with reference images (--data; by default the dataset a generator or run was trained on). "
+            "Features come from the standard FID Inception-v3; images are resized to 299x299 bilinearly "
+            "(protocol inception-2015-12-05/bilinear299). Results of a run are appended to RUN/metrics.jsonl."))
+    p.add_argument("input", metavar="INPUT")
+    p.add_argument("--data", metavar="REFERENCE", help="reference images: a prepared dataset or an image folder")
+    p.add_argument("--metrics", default="fid,kid", help="any of fid,kid,pr,dc,is (default: %(default)s)")
+    p.add_argument("--count", type=int, default=10_000, help="generated images (default: %(default)s)")
+    p.add_argument("--reference-count", type=int, default=50_000,
+                   help="real images for FID's statistics, at most all of them (default: %(default)s)")
+    p.add_argument("--which", choices=("best", "last"), default="best", help="a run's checkpoint (default: %(default)s)")
+    p.add_argument("--inception", metavar="PATH", help="the Inception weights file (default: GANFORGE_INCEPTION, the cache, or a download)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args) -> int:
+    import json
+
+    from ganforge.metrics.evaluate import METRICS, MetricsError, calculate_metrics
+
+    chosen = {m.strip() for m in args.metrics.split(",") if m.strip()}
+    if not chosen or chosen - set(METRICS):
+        raise MetricsError(f"--metrics {args.metrics!r}: choose from {','.join(METRICS)}.")
+    results = calculate_metrics(
+        args.input, args.data, fid="fid" in chosen, kid="kid" in chosen, pr="pr" in chosen, dc="dc" in chosen,
+        isc="is" in chosen, count=args.count, reference_count=args.reference_count, which=args.which,
+        device=args.device, inception=args.inception, batch_size=args.batch_size, seed=args.seed,
+        cache=not args.no_cache, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    for name, value in results.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else value
+        print(f"{name:>22}  {shown}")
+    return 0
+
+
+def _add_health(commands) -> None:
+    p = commands.add_parser("health", help="is a run still improving, collapsing, overpowered? stop, continue or change",
+                            description="Read RUN's logs and write health.md and health.png with a verdict in plain words.")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", help="folder for the report (default: RUN)")
+    p.set_defaults(handler=_run_health)
+
+
+def _run_health(args) -> int:
+    from ganforge.metrics.health import write_health_report
+
+    diagnosis, report = write_health_report(args.run, args.out)
+    print(diagnosis.summary())
+    for finding in diagnosis.findings:
+        print(f"- {finding.title}: {finding.detail}")
+    print(f"Report: {report} (with {report.with_name('health.png')})")
+    return 0
+
+
+def _add_compare(commands) -> None:
+    p = commands.add_parser("compare", help="a table and plots of runs' metrics against images seen and time",
+                            description="Compare the metrics logged by several runs (RUN/metrics.jsonl).")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", default="compare.png", help="the picture to write (default: %(default)s)")
+    p.set_defaults(handler=_run_compare)
+
+
+def _run_compare(args) -> int:
+    from ganforge.metrics.compare import compare_runs
+
+    table, picture = compare_runs(args.runs, args.out)
+    print(table)
+    print(f"\nPlots: {picture}")
     return 0

@@ -60,19 +60,22 @@ class TrainConfig:
     channels_last: bool = True
     runs_dir: str = "runs"
     max_rollbacks: int = 3  # non-finite losses: roll back this many times, then stop
+    eval_minutes: float = 10.0  # KID and collapse signals every this many minutes of training; 0 = off
+    eval_images: int = 500  # samples (and twice as many real images) per evaluation
+    patience: int = 0  # stop after this many evaluations without a better KID; 0 = never stop early
 
     def validate(self) -> None:
         _one_of("loss", self.loss, LOSSES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("conditional", self.conditional, ("auto", "yes", "no"))
-        for name in ("batch_size", "d_steps", "r1_every", "keep_checkpoints", "grid_size"):
+        for name in ("batch_size", "d_steps", "r1_every", "keep_checkpoints", "grid_size", "eval_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         for name in ("lr_g", "lr_d", "tick_kimg"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}.")
-        if min(self.kimg, self.epochs, self.minutes, self.r1_gamma, self.ema_kimg) < 0:
-            raise ConfigError("kimg, epochs, minutes, r1_gamma and ema_kimg cannot be negative.")
+        if min(self.kimg, self.epochs, self.minutes, self.r1_gamma, self.ema_kimg, self.eval_minutes, self.patience) < 0:
+            raise ConfigError("kimg, epochs, minutes, r1_gamma, ema_kimg, eval_minutes and patience cannot be negative.")
         policies = [p for p in self.augment.split(",") if p]
         unknown = set(policies) - {"color", "translation", "cutout"}
         if unknown:

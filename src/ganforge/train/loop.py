@@ -29,6 +29,7 @@ from ganforge.train.augment import make_augment
 from ganforge.train.config import TrainConfig, dump_yaml
 from ganforge.train.distributed import Distributed
 from ganforge.train.ema import GeneratorEMA
+from ganforge.train.health import HealthMonitor
 from ganforge.train.objectives import Batch, GANObjective
 from ganforge.train.rundir import RunLog, write_animation, write_loss_plot
 
@@ -89,6 +90,11 @@ def _adam(module, lr: float, betas, device: torch.device) -> torch.optim.Adam:
         return torch.optim.Adam(module.parameters(), lr, betas=betas)
 
 
+def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+    return torch.stack(grads).norm() if grads else torch.zeros(())
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, *, state: dict | None = None, progress: bool = True):
         self.config = config
@@ -138,6 +144,8 @@ class Trainer:
             grid_size = max(classes, grid_size // classes * classes) if self.grid_columns else grid_size
             self.grid_labels = torch.arange(grid_size) % classes
         self.grid_z = torch.randn(grid_size, self.G.z_dim, generator=self._fixed)
+        self.early_stop = False
+        self.health = HealthMonitor(self, config.eval_minutes, config.eval_images, config.patience)
         self._reset_stats()
         if state is not None:
             self.load_state(state)
@@ -154,6 +162,7 @@ class Trainer:
             "config": self.config.to_dict(), "model_name": self.config.model["name"],
             "model_config": dataclasses.asdict(self.model_config),
             "classes": self.dataset.class_names if self.conditional else None,
+            "health": self.health.state(),
         }
 
     def load_state(self, state: dict) -> None:
@@ -168,6 +177,7 @@ class Trainer:
         self.rollbacks, self.train_seconds = state["rollbacks"], state["train_seconds"]
         self.reader.load_state_dict(state["reader"])
         ckpt.set_rng_state(state["rng"])
+        self.health.load_state(state.get("health", {}))
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -221,8 +231,11 @@ class Trainer:
                 if self.dist.any(bool(self.stop_signal), self.device):  # every rank stops at the same step
                     reason = self.stop_signal or "SIGTERM"
                     break
+                if self.early_stop:
+                    reason = "patience"
+                    break
             if self.images_seen != self._last_checkpoint_at:
-                self._end_tick(log, tick_start, bar)
+                self._end_tick(log, tick_start, bar, final=reason == "budget")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -280,6 +293,8 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 self.dist.average_gradients(module)
+                if phase.name == "Gmain":  # vanishing gradients show here first
+                    stats = {**stats, "grad_G": _grad_norm(module) / (scaler.get_scale() if scaler.is_enabled() else 1.0)}
                 scaler.step(optimizer)
                 scaler.update()
                 self._accumulate(stats)
@@ -300,7 +315,7 @@ class Trainer:
             self._sums[key] = self._sums.get(key, 0) + value.float()
             self._counts[key] = self._counts.get(key, 0) + 1
 
-    def _end_tick(self, log: RunLog | None, tick_start: float, bar=None) -> None:
+    def _end_tick(self, log: RunLog | None, tick_start: float, bar=None, final: bool = False) -> None:
         means = {k: float(v) / self._counts[k] for k, v in self._sums.items()}
         weights_ok = all(torch.isfinite(p).all() for m in (self.G, self.D) for p in m.parameters())
         if self.dist.any(not weights_ok or not all(math.isfinite(v) for v in means.values()), self.device):
@@ -319,6 +334,10 @@ class Trainer:
             if bar is not None and means:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("loss_G", "loss_D", "R1")}
                                 | {"img/s": f"{record['images_per_second']:.0f}"})
+        # evaluate when due, and at the end of a run long enough to have been due at least once
+        evaluate = self.health.due() or (final and self.health.enabled and self.train_seconds >= self.health.seconds)
+        out_of_patience = self.health.evaluate(log) if evaluate else False
+        self.early_stop = self.dist.any(out_of_patience, self.device)
         self.dist.barrier()
         self._last_checkpoint_at = self.images_seen
         self.tick += 1

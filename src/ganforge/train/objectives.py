@@ -102,6 +102,8 @@ class GANObjective:
             "D_fake": fake_logits.detach().mean(),
             # the share of real images D calls real: near 1.0 for long means D is overpowering G
             "D_accuracy": 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean()).detach(),
+            # ADA's overfitting heuristic (Karras et al. 2020): E[sign(D(real))], 0.6 is their threshold
+            "r_t": torch.sign(real_logits.detach()).mean(),
         }
         return loss, stats
 

@@ -20,7 +20,7 @@ from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build
 from ganforge.train.loop import Trainer, device_kind
 from ganforge.train.rundir import new_run_dir
 
-RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints"}
+RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints", "eval_minutes", "patience"}
 
 
 @dataclass

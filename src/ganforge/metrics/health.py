@@ -1,0 +1,235 @@
+"""`ganforge health RUN`: read a run's logs and answer "stop, continue, or change this?" in plain words.
+
+Signals, each with the threshold that trips it:
+- the discriminator overpowering the generator: ADA's overfitting heuristic r_t = E[sign(D(real))]
+  above 0.6 (Karras et al. 2020 keep it at 0.6) together with D telling real from fake over 90 % of
+  the time, over the last quarter of training;
+- vanishing gradients: the generator's gradient norm down to under 1 % of its early level;
+- collapse: generated samples landing on under half as many distinct real neighbours as real images
+  do, or their feature diversity under 60 % of the real images';
+- oscillation without progress: no better KID over those evaluations while the generator's
+  loss swings widely (its coefficient of variation over recent ticks above 0.5);
+- progress itself: KID still falling (continue) or no better KID for `patience` evaluations (the
+  run's setting, else three): stop, and use the best checkpoint.
+The report is `health.md` with `health.png` (four panels) beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ganforge.errors import GanforgeError
+
+
+@dataclass
+class Finding:
+    kind: str  # "change", "stop", "continue" or "note"
+    title: str
+    detail: str
+
+
+@dataclass
+class Diagnosis:
+    verdict: str  # "change", "stop" or "continue"
+    findings: list[Finding] = field(default_factory=list)
+    kid_name: str | None = None
+    best: tuple[float, int] | None = None  # (KID, images seen)
+
+    def summary(self) -> str:
+        words = {"change": "Change something: see below.", "stop": "Stop: it is no longer improving.",
+                 "continue": "Continue: it is still improving, or too early to tell."}
+        return words[self.verdict]
+
+
+def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = [(r["images_seen"], r[key]) for r in records if key in r and r.get(key) is not None]
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*rows)
+    return np.asarray(x, float), np.asarray(y, float)
+
+
+def _kid_key(evals: list[dict]) -> str | None:
+    keys = [k for r in evals for k in r.get("metrics", {}) if k.startswith("kid") and not k.endswith("_std")]
+    return keys[-1] if keys else None
+
+
+def diagnose(run: str | Path) -> Diagnosis:
+    from ganforge.metrics.evaluate import read_metrics
+    from ganforge.train.rundir import read_log
+
+    run = Path(run)
+    if not (run / "log.jsonl").is_file():
+        raise GanforgeError(f"{run} has no log.jsonl: is it a ganforge run folder (runs/NNNNN-...)?")
+    ticks = [r for r in read_log(run) if "loss_D" in r]
+    evals = [r for r in read_metrics(run) if r.get("images_seen") is not None]
+    findings: list[Finding] = []
+    if len(ticks) < 4:
+        return Diagnosis("continue", [Finding("note", "Too early to tell",
+                                              f"Only {len(ticks)} ticks logged; train longer, then ask again.")])
+    recent = ticks[-max(len(ticks) // 4, 2):]
+    early = ticks[: max(len(ticks) // 4, 2)]
+    findings += _discriminator(recent)
+    findings += _gradients(early, recent)
+    findings += [Finding("note", "Training was unstable",
+                         f"{sum(1 for r in read_log(run) if r.get('event') == 'rollback')} rollback(s) after "
+                         "non-finite losses.")] if any(r.get("event") == "rollback" for r in read_log(run)) else []
+    kid_name = _kid_key(evals)
+    best = None
+    if kid_name is None:
+        findings.append(Finding("note", "No quality measurements yet",
+                                "No KID was computed during training (eval_minutes=0, or the run was shorter than "
+                                f"eval_minutes). Measure it now with `ganforge eval {run}`."))
+    else:
+        measured = [(r["images_seen"], r["metrics"][kid_name], r["metrics"]) for r in evals if kid_name in r["metrics"]]
+        best_at = int(np.argmin([m[1] for m in measured]))
+        best = (measured[best_at][1], measured[best_at][0])
+        findings += _collapse(measured[-1][2])
+        findings += _progress(measured, best_at, kid_name, recent, _patience(run))
+    kinds = {f.kind for f in findings}
+    verdict = "change" if "change" in kinds else "stop" if "stop" in kinds else "continue"
+    return Diagnosis(verdict, findings, kid_name, best)
+
+
+def _discriminator(recent: list[dict]) -> list[Finding]:
+    r_t = np.mean([r["r_t"] for r in recent if "r_t" in r] or [np.nan])
+    accuracy = np.mean([r["D_accuracy"] for r in recent if "D_accuracy" in r] or [np.nan])
+    if r_t > 0.6 and accuracy > 0.9:
+        return [Finding("change", "The discriminator is overpowering the generator",
+                        f"Lately D calls {accuracy:.0%} of images correctly and r_t = E[sign(D(real))] is {r_t:.2f} "
+                        "(above 0.6, ADA's sign of a discriminator memorising the training set). With a small "
+                        "dataset, add augmentation (augment=color,translation,cutout); otherwise an R1 penalty "
+                        "(r1_gamma=1) or a lower lr_d.")]
+    return []
+
+
+def _gradients(early: list[dict], recent: list[dict]) -> list[Finding]:
+    before = np.median([r["grad_G"] for r in early if "grad_G" in r] or [np.nan])
+    now = np.median([r["grad_G"] for r in recent if "grad_G" in r] or [np.nan])
+    if before > 0 and now < 0.01 * before:
+        return [Finding("change", "The generator's gradients have vanished",
+                        f"Its gradient norm fell from {before:.3g} to {now:.3g}: D rejects every sample so "
+                        "confidently that G learns nothing. The original minimax loss does this; use "
+                        "loss=nonsaturating or loss=hinge, or lower lr_d.")]
+    return []
+
+
+def _collapse(latest: dict) -> list[Finding]:
+    spread, diversity = latest.get("distinct_neighbours"), latest.get("diversity")
+    if spread is not None and (spread < 0.5 or (diversity is not None and diversity < 0.6)):
+        return [Finding("change", "The samples look collapsed",
+                        f"Samples land on {spread:.0%} as many distinct real neighbours as real images do, and "
+                        f"their diversity is {diversity:.0%} of the real images'. Few kinds of image are being "
+                        "produced. Try PacGAN packing for D (model.pack=2 where the model has it), a lower "
+                        "learning rate, or an R1 penalty (r1_gamma=1).")]
+    return []
+
+
+def _patience(run: Path) -> int:
+    """The run's own patience when it set one, else 3 evaluations."""
+    import yaml
+
+    try:
+        return int((yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("patience") or 3)
+    except (OSError, ValueError, AttributeError):
+        return 3
+
+
+def _progress(measured: list[tuple], best_at: int, kid_name: str, recent: list[dict], patience: int) -> list[Finding]:
+    since_best = len(measured) - 1 - best_at
+    best_kid, best_seen = measured[best_at][1], measured[best_at][0]
+    losses = np.array([r["loss_G"] for r in recent if "loss_G" in r])
+    swing = losses.std() / max(abs(losses.mean()), 1e-8) if len(losses) > 1 else 0.0
+    if since_best >= patience and swing > 0.5:
+        return [Finding("change", "Oscillating without progress",
+                        f"No better {kid_name} in the last {since_best} evaluations while the generator's loss "
+                        f"swings by {swing:.0%} of its mean. Lower both learning rates (lr_g, lr_d) by 2-4x, or "
+                        f"stop and keep the best checkpoint ({best_kid:.4f} at {best_seen / 1000:.1f} kimg).")]
+    if since_best >= patience:
+        return [Finding("stop", "No longer improving",
+                        f"The best {kid_name} ({best_kid:.4f}) was at {best_seen / 1000:.1f} kimg, {since_best} "
+                        "evaluations ago. It is saved as checkpoints/best.pt: `ganforge eval RUN` and "
+                        "`ganforge export` use it.")]
+    if len(measured) >= 2 and since_best == 0:
+        return [Finding("continue", "Still improving",
+                        f"{kid_name} went from {measured[-2][1]:.4f} to {best_kid:.4f} at the latest evaluation.")]
+    return [Finding("continue", "Keep watching",
+                    f"Best {kid_name} so far {best_kid:.4f} at {best_seen / 1000:.1f} kimg; {len(measured)} evaluation(s).")]
+
+
+def write_health_report(run: str | Path, out: str | Path | None = None) -> tuple[Diagnosis, Path]:
+    """Diagnose the run and write health.md + health.png (into the run folder by default)."""
+    run = Path(run)
+    out = Path(out) if out else run
+    out.mkdir(parents=True, exist_ok=True)
+    diagnosis = diagnose(run)
+    picture = _plot(run, out / "health.png", diagnosis)
+    lines = [f"# Health of {run.name}", "", f"**{diagnosis.summary()}**", ""]
+    if diagnosis.best:
+        lines += [f"Best {diagnosis.kid_name}: {diagnosis.best[0]:.4f} at {diagnosis.best[1] / 1000:.1f} kimg "
+                  "(checkpoints/best.pt).", ""]
+    for f in diagnosis.findings:
+        lines += [f"## {f.title} ({f.kind})", "", f.detail, ""]
+    if picture:
+        lines += [f"![training health]({picture.name})", ""]
+    lines += ["Thresholds: r_t > 0.6 with D accuracy > 90 % (overpowering); gradient norm under 1 % of its early "
+              "level (vanishing); distinct neighbours under 50 % or diversity under 60 % of real data (collapse); "
+              "no better KID for `patience` evaluations, else 3 (stop), with the G loss varying by over 50 % (oscillation).", ""]
+    (out / "health.md").write_text("\n".join(lines), encoding="utf-8")
+    return diagnosis, out / "health.md"
+
+
+def _plot(run: Path, target: Path, diagnosis: Diagnosis) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ganforge.metrics.evaluate import read_metrics
+    from ganforge.train.rundir import read_log
+
+    ticks = [r for r in read_log(run) if "loss_D" in r]
+    if not ticks:
+        return None
+    evals = [{"images_seen": r["images_seen"], **r["metrics"]} for r in read_metrics(run) if r.get("images_seen") is not None]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    ax = axes[0, 0]
+    if diagnosis.kid_name:
+        x, y = _series(evals, diagnosis.kid_name)
+        ax.plot(x / 1000, y, "o-")
+        if diagnosis.best:
+            ax.plot(diagnosis.best[1] / 1000, diagnosis.best[0], "r*", markersize=14, label="best")
+            ax.legend()
+    ax.set_title(f"quality: {diagnosis.kid_name or 'no KID yet'} (lower is better)")
+    ax = axes[0, 1]
+    for key in ("D_accuracy", "r_t"):
+        x, y = _series(ticks, key)
+        ax.plot(x / 1000, y, label=key)
+    ax.axhline(0.6, color="grey", linestyle="--", linewidth=1, label="r_t = 0.6")
+    ax.set_title("discriminator: accuracy and r_t")
+    ax.legend()
+    ax = axes[1, 0]
+    for key in ("loss_D", "loss_G"):
+        x, y = _series(ticks, key)
+        ax.plot(x / 1000, y, label=key)
+    ax.set_title("losses")
+    ax.legend()
+    ax = axes[1, 1]
+    x, y = _series(ticks, "grad_G")
+    if len(y):
+        ax.semilogy(x / 1000, np.maximum(y, 1e-12), label="G gradient norm")
+    for key in ("distinct_neighbours", "diversity"):
+        ex, ey = _series(evals, key)
+        if len(ey):
+            ax.plot(ex / 1000, ey, "o-", label=key)
+    ax.set_title("gradients and collapse signals")
+    ax.legend()
+    for a in axes.flat:
+        a.set_xlabel("kimg")
+    fig.tight_layout()
+    fig.savefig(target, dpi=80)
+    plt.close(fig)
+    return target
