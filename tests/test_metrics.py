@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import json
 import shutil
 import threading
 from pathlib import Path
@@ -20,7 +19,7 @@ from PIL import Image
 from ganforge.data.fetch import fetch_dataset
 from ganforge.metrics import inception as inc
 from ganforge.metrics import scores
-from ganforge.metrics.evaluate import FeatureExtractor, calculate_metrics, read_metrics
+from ganforge.metrics.evaluate import FeatureExtractor, calculate_metrics
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 INCEPTION = SHARED / "inception" / inc.TORCHSCRIPT_FILE
