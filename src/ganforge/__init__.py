@@ -23,6 +23,8 @@ _LAZY = {
     "train_gan": "ganforge.train.session",
     "export_generator": "ganforge.export",
     "load_generator": "ganforge.export",
+    "calculate_metrics": "ganforge.metrics.evaluate",
+    "load_inception": "ganforge.metrics.inception",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
