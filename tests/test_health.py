@@ -62,6 +62,10 @@ def test_eval_command_on_a_run_appends_to_its_metrics(digits, tmp_path, capsys):
     assert logged["metrics"]["kid16"] == printed["kid16"]
     assert logged["images_seen"] == result.images_seen and logged["reference"] == str(digits.resolve())
     assert main(["eval", str(result.run_dir), "--metrics", "fid,bogus"]) == 2  # a clear error, not a traceback
+    code = main(["audit", str(result.run_dir), "--count", "12", "--reference-count", "40", "-q", "--device", "cpu"])
+    assert code in (0, 1)  # 1 would mean "copying": a tiny run can hardly be judged, but the report must exist
+    report = (result.run_dir / "audit" / "audit.md").read_text()
+    assert "verdict" in report.lower() and (result.run_dir / "audit" / "closest-pairs.png").is_file()
 
 
 # --- the diagnosis rules on hand-written logs ----------------------------------------------------------

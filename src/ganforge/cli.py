@@ -44,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_eval(commands)
     _add_health(commands)
+    _add_audit(commands)
     _add_compare(commands)
     return parser
 
@@ -262,6 +263,41 @@ def _run_health(args) -> int:
         print(f"- {finding.title}: {finding.detail}")
     print(f"Report: {report} (with {report.with_name('health.png')})")
     return 0
+
+
+def _add_audit(commands) -> None:
+    p = commands.add_parser(
+        "audit", help="is the generator copying its training images? (nearest neighbours + Meehan et al.'s test)",
+        description=("Compare generated images' nearest training images with those of real images the generator "
+                     "never saw, run the data-copying test of Meehan et al. (2020), and write audit.md, "
+                     "audit.json, closest-pairs.png and distances.png. Exit status 1 when the verdict is copying."))
+    p.add_argument("generated", metavar="RUN_OR_GENERATOR")
+    p.add_argument("--data", metavar="DATASET", help="the training images (default: the dataset the run recorded)")
+    p.add_argument("--heldout", metavar="DATASET", help="real images it never saw, e.g. a test split "
+                   "(default: a part of --data held out from the reference)")
+    p.add_argument("--count", type=int, default=1000, help="generated images (default: %(default)s)")
+    p.add_argument("--reference-count", type=int, default=10_000, help="training images compared with (default: %(default)s)")
+    p.add_argument("--out", help="report folder (default: RUN/audit, or ./audit)")
+    p.add_argument("--which", choices=("best", "last"), default="best", help="a run's checkpoint (default: %(default)s)")
+    p.add_argument("--inception", metavar="PATH", help="the Inception weights file")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_audit)
+
+
+def _run_audit(args) -> int:
+    from pathlib import Path
+
+    from ganforge.metrics.audit import audit_generator
+
+    out = args.out or (Path(args.generated) / "audit" if (Path(args.generated) / "checkpoints").is_dir() else "audit")
+    result = audit_generator(args.generated, args.data, heldout=args.heldout, count=args.count,
+                             reference_count=args.reference_count, out=out, which=args.which, device=args.device,
+                             inception=args.inception, seed=args.seed, progress=not args.quiet)
+    print(result.summary())
+    print(f"Report: {Path(out) / 'audit.md'}")
+    return 1 if result.verdict == "copying" else 0
 
 
 def _add_compare(commands) -> None:
