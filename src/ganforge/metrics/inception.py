@@ -18,7 +18,8 @@ own module of the same network, rewritten for speed on CPU with the same values:
 - in the average-pool branches the 1x1 convolution runs *before* the 3x3 average pool (both are
   linear, and the pool averages over the same window with or without the bias), so the pool works
   on 32-192 channels instead of 192-2048;
-- activations are channels-last, the layout oneDNN's convolutions are fastest in.
+- activations are channels-last, the layout oneDNN's convolutions are fastest in, and on CPU each
+  ReLU is fused into its convolution when the PyTorch build has oneDNN's fused kernel.
 `tests/test_metrics.py` checks features against the TorchScript original to float rounding.
 
 The input protocol is fixed and named `PROTOCOL`: uint8 RGB images, resized to 299x299 with bilinear
@@ -29,6 +30,7 @@ repeated to three channels; an alpha channel is dropped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -245,8 +247,26 @@ class Conv(nn.Module):
         self.splits = [weights[f"{n}.weight"].shape[0] for n in names]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and _fused_conv_relu() is not None:
+            c = self.conv
+            return _fused_conv_relu()(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation),
+                                      c.groups, "relu" if self.relu else "none", [], "")
         x = self.conv(x)
         return F.relu(x, inplace=True) if self.relu else x
+
+
+@functools.cache
+def _fused_conv_relu():
+    """oneDNN's convolution with the ReLU fused in (the kernel torch.compile uses on CPU), when this
+    PyTorch build has it and it gives the same values as conv + relu; else None."""
+    try:
+        op = torch.ops.mkldnn._convolution_pointwise
+        x, w, b = torch.randn(1, 4, 5, 5), torch.randn(3, 4, 3, 3), torch.randn(3)
+        same = torch.allclose(op(x, w, b, [1, 1], [1, 1], [1, 1], 1, "relu", [], ""),
+                              F.relu(F.conv2d(x, w, b, padding=1)), atol=1e-5)
+        return op if same else None
+    except (AttributeError, RuntimeError):
+        return None
 
 
 def _avg3(x: torch.Tensor) -> torch.Tensor:
