@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from bench_train import INCEPTION, PREPARED, WORK, inception_features, kid, real_features, trainer_generate
+from bench_train import PREPARED, WORK, inception_features, kid, load_network, real_features, trainer_generate
 from ganforge.data.reader import to_uint8_images
 from ganforge.train.config import build_config
 from ganforge.train.loop import Trainer
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (PREPARED / "manifest.json").exists():
         sys.exit("Run python benchmarks/bench_prepare.py --keep first.")
-    network = torch.jit.load(str(INCEPTION), map_location="cpu").eval()
+    network = load_network()
     reals = real_features(network, args.kid_images)
     rows = []
     for k, (name, overrides) in enumerate(CANDIDATES.items()):

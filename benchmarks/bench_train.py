@@ -46,6 +46,9 @@ from torch import nn
 
 from ganforge.data.reader import BatchReader, to_uint8_images
 from ganforge.models import create_models
+from ganforge.metrics.evaluate import FeatureExtractor
+from ganforge.metrics.inception import load_inception
+from ganforge.metrics.scores import kernel_inception_distance
 from ganforge.train.config import build_config
 from ganforge.train.loop import Trainer
 
@@ -199,31 +202,17 @@ def trainer_generate(trainer: Trainer, count: int, seed: int = 123) -> np.ndarra
 
 def kid(features_a: np.ndarray, features_b: np.ndarray, subsets: int = 10, subset_size: int = 1000,
         seed: int = 0) -> tuple[float, float]:
-    """Kernel Inception Distance (Binkowski et al. 2018): mean and std over subsets of the unbiased
-    MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3. Features are (N, d) arrays."""
-    a, b = np.asarray(features_a, np.float64), np.asarray(features_b, np.float64)
-    m = min(subset_size, len(a), len(b))
-    d = a.shape[1]
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(subsets):
-        x, y = a[rng.choice(len(a), m, replace=False)], b[rng.choice(len(b), m, replace=False)]
-        k_xx, k_yy, k_xy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
-        within = (k_xx.sum() - np.trace(k_xx) + k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
-        values.append(within - 2 * k_xy.mean())
-    return float(np.mean(values)), float(np.std(values))
+    """KID of generated features `features_a` against real `features_b` (ganforge.metrics' estimator)."""
+    return kernel_inception_distance(features_b, features_a, subsets=subsets, subset_size=subset_size, seed=seed)
 
 
-@torch.inference_mode()
-def inception_features(network, images: np.ndarray, batch: int = 50) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> (N, 2048). Protocol: bilinear resize to 299 (align_corners=False)
-    of the uint8 values, then (x - 128) / 128."""
-    out = []
-    for start in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch])).permute(0, 3, 1, 2).float()
-        x = nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
-        out.append(network((x - 128) / 128).numpy())
-    return np.concatenate(out)
+def load_network() -> FeatureExtractor:
+    return FeatureExtractor(load_inception(INCEPTION), progress=False)
+
+
+def inception_features(network: FeatureExtractor, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """uint8 (N, H, W, C) -> (N, 2048), by ganforge's fixed protocol (bilinear to 299, (x - 128) / 128)."""
+    return np.concatenate([network.features(images[start:start + batch]) for start in range(0, len(images), batch)])
 
 
 def real_features(network, count: int) -> np.ndarray:
@@ -292,7 +281,7 @@ def measure_quality(args) -> dict[str, tuple[float, float, int]]:
     """{loop: (KID mean, KID std, images trained)} after --quality-minutes of training each."""
     seconds = args.quality_minutes * 60
     results = {}
-    network = torch.jit.load(str(INCEPTION), map_location="cpu").eval()
+    network = load_network()
     reals = real_features(network, args.kid_images)
     for loop in ("ganforge", "textbook"):
         if loop == "ganforge":
