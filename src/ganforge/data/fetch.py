@@ -249,7 +249,7 @@ def _download(url: str, folder: Path, relative: str, progress: bool) -> Path:
     return part
 
 
-def _file_digest(path: Path, algo: str) -> str:
+def file_digest(path: Path, algo: str) -> str:
     digest = hashlib.new(algo)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -299,7 +299,7 @@ def _read_idx(path: Path, expected_sha256: str, ndim: int) -> np.ndarray:
 
 def _read_cifar_binary(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Parse the binary CIFAR-10 tar: records of a label byte then 3072 bytes of CHW pixels."""
-    _check("the file", "md5", _file_digest(path, "md5"), CIFAR10_BINARY_MD5)
+    _check("the file", "md5", file_digest(path, "md5"), CIFAR10_BINARY_MD5)
     wanted = ([f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"])
     found: dict[str, bytes] = {}
     with tarfile.open(path, "r:gz") as tar:
@@ -326,7 +326,7 @@ def _read_cifar_jpeg(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Decode `cifar10_jpeg/<split>/<class>/<file>.jpg`, ordered by class then file name."""
     from PIL import Image  # only this dataset needs Pillow
 
-    _check("the file", "sha256", _file_digest(path, "sha256"), CIFAR10_JPEG_SHA256)
+    _check("the file", "sha256", file_digest(path, "sha256"), CIFAR10_JPEG_SHA256)
     classes = CLASS_NAMES["cifar10-jpeg"]
     entries: list[tuple[int, str, bytes]] = []
     with tarfile.open(path, "r|gz") as tar:  # stream: one pass over the archive, in memory

@@ -166,16 +166,9 @@ def append_metrics(run: Path, record: dict) -> None:
 
 
 def read_metrics(run: Path) -> list[dict]:
-    path = Path(run) / METRICS_LOG
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by a crash mid-write
-    return records
+    from ganforge.train.rundir import read_jsonl
+
+    return read_jsonl(Path(run) / METRICS_LOG)
 
 
 __all__ = ["calculate_metrics", "FeatureExtractor", "reference_stats", "read_metrics", "SourceError", "METRICS"]

@@ -31,7 +31,6 @@ repeated to three channels; an alpha channel is dropped.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.data.fetch import file_digest as _digest
 from ganforge.errors import GanforgeError
 
 PROTOCOL = "inception-2015-12-05/bilinear299"
@@ -71,14 +71,6 @@ class InceptionFile:
 def _cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     root = cache_dir or os.environ.get("GANFORGE_CACHE") or Path.home() / ".cache" / "ganforge"
     return Path(root).expanduser() / "weights"
-
-
-def _digest(path: Path, algo: str) -> str:
-    digest = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def identify(path: Path) -> str | None:

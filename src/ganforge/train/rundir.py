@@ -61,8 +61,12 @@ class RunLog:
 
 
 def read_log(run_dir: Path) -> list[dict]:
-    path = run_dir / "log.jsonl"
-    if not path.exists():
+    return read_jsonl(Path(run_dir) / "log.jsonl")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a jsonl file (none when it is missing)."""
+    if not path.is_file():
         return []
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
