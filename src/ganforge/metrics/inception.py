@@ -14,7 +14,7 @@ Two files are accepted, each recognised by its checksum:
 Neither file's code ever runs. The weights are read out of it and poured into `FIDInceptionV3`, our
 own module of the same network, rewritten for speed on CPU with the same values:
 - each batch norm is folded into its convolution (float64 arithmetic, then float32);
-- the 1x1 convolutions that read the same input are merged into one wider convolution;
+- the 1x1 convolutions that read the same input and feed a ReLU are merged into one wider convolution;
 - in the average-pool branches the 1x1 convolution runs *before* the 3x3 average pool (both are
   linear, and the pool averages over the same window with or without the bias), so the pool works
   on 32-192 channels instead of 192-2048;
@@ -268,15 +268,15 @@ def _avg3(x: torch.Tensor) -> torch.Tensor:
 class BlockA(nn.Module):  # 35x35: 1x1 | 5x5 tower | double 3x3 tower | avg pool + 1x1
     def __init__(self, w: dict, p: str):
         super().__init__()
-        self.entry = Conv(w, f"{p}.conv", f"{p}.tower.conv", f"{p}.tower_1.conv", f"{p}.tower_2.conv", relu=False)
+        self.entry = Conv(w, f"{p}.conv", f"{p}.tower.conv", f"{p}.tower_1.conv")
+        self.pool = Conv(w, f"{p}.tower_2.conv", relu=False)
         self.t5 = Conv(w, f"{p}.tower.conv_1", padding=2)
         self.t3a = Conv(w, f"{p}.tower_1.conv_1", padding=1)
         self.t3b = Conv(w, f"{p}.tower_1.conv_2", padding=1)
 
     def forward(self, x):
-        b1, t5, t3, pool = torch.split(self.entry(x), self.entry.splits, dim=1)
-        return torch.cat([F.relu(b1), self.t5(F.relu(t5)), self.t3b(self.t3a(F.relu(t3))),
-                          F.relu(_avg3(pool))], dim=1)
+        b1, t5, t3 = torch.split(self.entry(x), self.entry.splits, dim=1)
+        return torch.cat([b1, self.t5(t5), self.t3b(self.t3a(t3)), F.relu(_avg3(self.pool(x)))], dim=1)
 
 
 class BlockB(nn.Module):  # 35 -> 17: 3x3/2 | double 3x3 tower /2 | max pool
@@ -293,15 +293,16 @@ class BlockB(nn.Module):  # 35 -> 17: 3x3/2 | double 3x3 tower /2 | max pool
 class BlockC(nn.Module):  # 17x17: 1x1 | 1x7,7x1 tower | double 7x1,1x7 tower | avg pool + 1x1
     def __init__(self, w: dict, p: str):
         super().__init__()
-        self.entry = Conv(w, f"{p}.conv", f"{p}.tower.conv", f"{p}.tower_1.conv", f"{p}.tower_2.conv", relu=False)
+        self.entry = Conv(w, f"{p}.conv", f"{p}.tower.conv", f"{p}.tower_1.conv")
+        self.pool = Conv(w, f"{p}.tower_2.conv", relu=False)
         row, col = dict(padding=(0, 3)), dict(padding=(3, 0))
         self.t = nn.Sequential(Conv(w, f"{p}.tower.conv_1", **row), Conv(w, f"{p}.tower.conv_2", **col))
         self.tt = nn.Sequential(Conv(w, f"{p}.tower_1.conv_1", **col), Conv(w, f"{p}.tower_1.conv_2", **row),
                                 Conv(w, f"{p}.tower_1.conv_3", **col), Conv(w, f"{p}.tower_1.conv_4", **row))
 
     def forward(self, x):
-        b1, t, tt, pool = torch.split(self.entry(x), self.entry.splits, dim=1)
-        return torch.cat([F.relu(b1), self.t(F.relu(t)), self.tt(F.relu(tt)), F.relu(_avg3(pool))], dim=1)
+        b1, t, tt = torch.split(self.entry(x), self.entry.splits, dim=1)
+        return torch.cat([b1, self.t(t), self.tt(tt), F.relu(_avg3(self.pool(x)))], dim=1)
 
 
 class BlockD(nn.Module):  # 17 -> 8: 3x3/2 tower | 7x7 then 3x3/2 tower | max pool
@@ -328,9 +329,8 @@ class BlockE(nn.Module):
     def __init__(self, w: dict, p: str, max_pool: bool):
         super().__init__()
         self.max_pool = max_pool
-        names = [f"{p}.conv", f"{p}.tower_conv", f"{p}.tower_1_conv"] + ([] if max_pool else [f"{p}.tower_2_conv"])
-        self.entry = Conv(w, *names, relu=False)
-        self.pool_conv = Conv(w, f"{p}.tower_2_conv") if max_pool else None
+        self.entry = Conv(w, f"{p}.conv", f"{p}.tower_conv", f"{p}.tower_1_conv")
+        self.pool_conv = Conv(w, f"{p}.tower_2_conv", relu=max_pool)  # ReLU after the pool when averaging
         self.a1 = Conv(w, f"{p}.tower_mixed_conv", padding=(0, 1))
         self.a2 = Conv(w, f"{p}.tower_mixed_conv_1", padding=(1, 0))
         self.b0 = Conv(w, f"{p}.tower_1_conv_1", padding=1)
@@ -338,10 +338,10 @@ class BlockE(nn.Module):
         self.b2 = Conv(w, f"{p}.tower_1_mixed_conv_1", padding=(1, 0))
 
     def forward(self, x):
-        parts = torch.split(self.entry(x), self.entry.splits, dim=1)
-        a, b = F.relu(parts[1]), self.b0(F.relu(parts[2]))
-        pool = self.pool_conv(F.max_pool2d(x, 3, stride=1, padding=1)) if self.max_pool else F.relu(_avg3(parts[3]))
-        return torch.cat([F.relu(parts[0]), self.a1(a), self.a2(a), self.b1(b), self.b2(b), pool], dim=1)
+        b1, a, b = torch.split(self.entry(x), self.entry.splits, dim=1)
+        b = self.b0(b)
+        pool = self.pool_conv(F.max_pool2d(x, 3, stride=1, padding=1)) if self.max_pool else F.relu(_avg3(self.pool_conv(x)))
+        return torch.cat([b1, self.a1(a), self.a2(a), self.b1(b), self.b2(b), pool], dim=1)
 
 
 class FIDInceptionV3(nn.Module):
@@ -361,7 +361,8 @@ class FIDInceptionV3(nn.Module):
         if "fc.weight" in w:
             self.fc = nn.Linear(w["fc.weight"].shape[1], w["fc.weight"].shape[0])
             self.fc.load_state_dict({"weight": w["fc.weight"], "bias": w["fc.bias"]})
-        self.eval().requires_grad_(False)
+        # weights channels-last like the activations: otherwise every call converts them anew
+        self.to(memory_format=torch.channels_last).eval().requires_grad_(False)
 
     @property
     def has_logits(self) -> bool:
