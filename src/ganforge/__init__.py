@@ -24,6 +24,7 @@ _LAZY = {
     "export_generator": "ganforge.export",
     "load_generator": "ganforge.export",
     "calculate_metrics": "ganforge.metrics.evaluate",
+    "Generator": "ganforge.generator",
     "load_inception": "ganforge.metrics.inception",
 }
 

@@ -42,6 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_inspect(commands)
     _add_train(commands)
     _add_export(commands)
+    _add_sample(commands)
     _add_eval(commands)
     _add_health(commands)
     _add_audit(commands)
@@ -186,16 +187,60 @@ def _run_train(args) -> int:
 
 def _add_export(commands) -> None:
     p = commands.add_parser("export", help="write a run's generator as config.json + model.safetensors",
-                            description="Export the EMA generator of RUN's latest checkpoint.")
+                            description="Export RUN's EMA generator (its best checkpoint, else its latest) with a "
+                                        "README.md model card.")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--out", help="target folder (default: RUN/generator)")
+    p.add_argument("--which", choices=("best", "last"), default="best",
+                   help="the best checkpoint by KID when training measured one, or the last (default: %(default)s)")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args) -> int:
     from ganforge.export import export_generator
 
-    print(f"Exported the generator to {export_generator(args.run, args.out)}")
+    print(f"Exported the generator to {export_generator(args.run, args.out, args.which)}")
+    return 0
+
+
+def _add_sample(commands) -> None:
+    p = commands.add_parser("sample", help="new images from an exported generator, by seed",
+                            description="Generate images from GEN (an exported generator folder, or a run that has "
+                                        "been exported). Each image's seed is in its file name and PNG metadata; the "
+                                        "same seed gives the same image again on the same device.")
+    p.add_argument("generator", metavar="GEN")
+    p.add_argument("--seeds", help="seeds and ranges, e.g. 1,7,42 or 0-99 (default: 0 to count-1)")
+    p.add_argument("--count", type=int, default=16, help="images when no --seeds (default: %(default)s)")
+    p.add_argument("--truncation", type=float, default=1.0, help="below 1: more typical, less varied (default: %(default)s)")
+    p.add_argument("--class", dest="label", help="class name or index, for class-conditional generators")
+    p.add_argument("--out", default="samples", help="folder for the images (default: %(default)s)")
+    p.add_argument("--grid", action="store_true", help="also write grid.png with all of them")
+    p.add_argument("--grid-only", action="store_true", help="write only grid.png")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.set_defaults(handler=_run_sample)
+
+
+def _run_sample(args) -> int:
+    from pathlib import Path
+
+    from ganforge.generator import Generator, grid, parse_seeds, save_png
+
+    gen = Generator.from_pretrained(args.generator, device=args.device)
+    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.count))
+    images = gen.sample(seeds, truncation=args.truncation, label=args.label)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = gen.labels_for(len(seeds), args.label, seeds)
+    if not args.grid_only:
+        for i, (seed, image) in enumerate(zip(seeds, images)):
+            meta = {"seed": seed, "truncation": args.truncation, "generator": str(gen.path), "software": "ganforge"}
+            if labels is not None:
+                meta["class"] = (gen.classes or [])[int(labels[i])] if gen.classes else int(labels[i])
+            save_png(image, out / f"seed{seed:06d}.png", meta)
+    if args.grid or args.grid_only:
+        grid(images).save(out / "grid.png")
+    written = "grid.png" if args.grid_only else f"{len(images)} images" + (" and grid.png" if args.grid else "")
+    print(f"Wrote {written} to {out}")
     return 0
 
 
