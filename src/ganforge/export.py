@@ -16,7 +16,6 @@ from safetensors.torch import load_file, save_file
 from ganforge import __version__
 from ganforge.errors import GanforgeError
 from ganforge.models import create_generator
-from ganforge.train import checkpoint as ckpt
 
 FORMAT = "ganforge.generator"
 
