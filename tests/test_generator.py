@@ -97,3 +97,19 @@ def test_a_tampered_folder_gets_a_clear_error(exported, tmp_path):
     (bad / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ExportError, match="not a valid safetensors"):
         Generator.from_pretrained(bad, device="cpu")
+
+
+def test_explore_commands_write_their_files(exported, tmp_path):
+    assert main(["interpolate", str(exported), "--seeds", "1,7", "--steps", "3", "--out", str(tmp_path / "walk"),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "walk" / "interpolation.gif").is_file()
+    assert main(["breed", str(exported), "--parents", "1,7", "--children", "3", "--out", str(tmp_path / "brood"),
+                 "--device", "cpu"]) == 0
+    child = tmp_path / "brood" / "child-01.npy"
+    assert main(["breed", str(exported), "--parents", f"{child},5", "--children", "2", "--out", str(tmp_path / "again"),
+                 "--device", "cpu"]) == 0
+    target = tmp_path / "target.png"
+    Generator.from_pretrained(exported, device="cpu").sample([9])[0].save(target)
+    assert main(["project", str(exported), str(target), "--steps", "5", "--out", str(tmp_path / "proj"),
+                 "--device", "cpu"]) == 0
+    assert {"projected.npy", "reconstruction.png", "projection.gif"} <= {p.name for p in (tmp_path / "proj").iterdir()}

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ganforge import __version__
+from ganforge.cli_explore import add_explore_commands
 from ganforge.errors import GanforgeError
 
 
@@ -43,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_export(commands)
     _add_sample(commands)
+    add_explore_commands(commands)
     _add_eval(commands)
     _add_health(commands)
     _add_audit(commands)
@@ -239,7 +241,7 @@ def _run_sample(args) -> int:
             save_png(image, out / f"seed{seed:06d}.png", meta)
     if args.grid or args.grid_only:
         grid(images).save(out / "grid.png")
-    written = "grid.png" if args.grid_only else f"{len(images)} images" + (" and grid.png" if args.grid else "")
+    written = "grid.png" if args.grid_only else f"{len(images)} image(s)" + (" and grid.png" if args.grid else "")
     print(f"Wrote {written} to {out}")
     return 0
 

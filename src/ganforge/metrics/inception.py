@@ -239,7 +239,8 @@ class Conv(nn.Module):
         self.splits = [weights[f"{n}.weight"].shape[0] for n in names]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and _fused_conv_relu() is not None:
+        # the fused kernel has no backward: gradients (e.g. projection with a feature loss) take the plain path
+        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad) and _fused_conv_relu() is not None:
             c = self.conv
             return _fused_conv_relu()(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation),
                                       c.groups, "relu" if self.relu else "none", [], "")
