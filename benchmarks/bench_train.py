@@ -15,7 +15,9 @@ pipelines alone (how much of the gap is data), and the peak memory of the proces
 DataLoader workers, sampled every 50 ms) as RSS and as PSS: forked workers share pages with the
 main process, so the RSS sum counts those pages more than once and PSS does not. With
 --quality-minutes M, each loop also trains from scratch for M minutes of wall clock, and KID (x1000,
-lower is better) is computed between N generated and N real training images.
+lower is better) is computed between N generated and N real training images. With
+--precision-kimg K, ganforge trains K thousand images at fp32 and again at bf16 (the same seed, so
+the same initial weights and data order) and KID compares the two at equal images seen.
 
 Targets: ganforge >= 2x the textbook loop (which does about 62 images/s on the 2-core CPU), peak
 memory <= 1.5 GB at 64 px, batch 64.
@@ -23,6 +25,7 @@ memory <= 1.5 GB at 64 px, batch 64.
 Needs benchmarks/out from `python benchmarks/bench_prepare.py --keep`. Then:
 
     python benchmarks/bench_train.py --seconds 60 [--quality-minutes 16] [--kid-images 1000]
+    python benchmarks/bench_train.py --skip-speed --precision-kimg 20     # bf16 vs fp32 quality only
 """
 
 from __future__ import annotations
@@ -301,6 +304,26 @@ def measure_quality(args) -> dict[str, tuple[float, float, int]]:
     return results
 
 
+def measure_precision_quality(args) -> dict[str, tuple[float, float, int, float]]:
+    """{precision: (KID mean, KID std, images trained, images/s)} after --precision-kimg each."""
+    network = load_network()
+    reals = real_features(network, args.kid_images)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        trainer = make_trainer(precision)
+        step, limit, start = trainer_step(trainer), int(args.precision_kimg * 1000), time.perf_counter()
+        while trainer.images_seen < limit:
+            step()
+        rate = trainer.images_seen / (time.perf_counter() - start)
+        print(f"{precision}: trained {trainer.images_seen:,} images at {rate:.1f} images/s; "
+              f"Inception features of {args.kid_images} samples ...", flush=True)
+        results[precision] = (*kid(inception_features(network, trainer_generate(trainer, args.kid_images)), reals),
+                              trainer.images_seen, rate)
+        del trainer
+        release_memory()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0, help="timed seconds per training loop")
@@ -311,21 +334,29 @@ def main() -> None:
     parser.add_argument("--quality-minutes", type=float, default=0.0,
                         help="train each loop M minutes, then KID (0: skip)")
     parser.add_argument("--kid-images", type=int, default=1000, help="generated and real images for KID")
+    parser.add_argument("--precision-kimg", type=float, default=0.0,
+                        help="train ganforge K kimg at fp32 and at bf16, then KID of each (0: skip)")
+    parser.add_argument("--skip-speed", action="store_true", help="only the quality parts")
     args = parser.parse_args()
     for path, what in ((JPEG_TRAIN, "the extracted CIFAR-10 JPEGs"), (PREPARED / "manifest.json", "the prepared set")):
         if not path.exists():
             sys.exit(f"{path} ({what}) not found: run `python benchmarks/bench_prepare.py --keep` first.")
-    if args.quality_minutes and not INCEPTION.exists():
+    if (args.quality_minutes or args.precision_kimg) and not INCEPTION.exists():
         sys.exit(f"{INCEPTION} not found: the KID part needs ../shared/data beside the checkout.")
     if args.kid_images < 2:
         sys.exit("--kid-images must be at least 2 (KID's unbiased estimate needs two images per set).")
     WORK.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
 
+    if args.skip_speed:
+        report_precision_quality(args, measure_precision_quality(args) if args.precision_kimg else {})
+        print(f"command: {shlex.join(['python', *sys.argv])}")
+        return
     rows = measure_speed(args)
     rounds = measure_interleaved(args) if args.rounds else []
     reader_rate, loader_rate = measure_data(args)
     quality = measure_quality(args) if args.quality_minutes else {}
+    by_precision = measure_precision_quality(args) if args.precision_kimg else {}
 
     textbook_rate = rows[-1]["rate"]
     mib = 2**20
@@ -352,7 +383,18 @@ def main() -> None:
             mean, std, images = quality[loop]
             spread = f"+- {std * 1000:.2f}" if args.kid_images > 1000 else "(N <= 1000: each subset is all N)"
             print(f"{loop:>9}: {mean * 1000:8.2f} {spread}   ({images:,} images trained)")
+    report_precision_quality(args, by_precision)
     print(f"command: {shlex.join(['python', *sys.argv])}")
+
+
+def report_precision_quality(args, results: dict) -> None:
+    if not results:
+        return
+    print(f"KID x 1000 at equal images seen ({args.precision_kimg:g} kimg each, same seed), "
+          f"{args.kid_images} generated vs {args.kid_images} real:")
+    for precision, (mean, std, images, rate) in results.items():
+        spread = f"+- {std * 1000:.2f}" if args.kid_images > 1000 else "(N <= 1000: each subset is all N)"
+        print(f"{precision:>9}: {mean * 1000:8.2f} {spread}   ({images:,} images, {rate:.1f} images/s)")
 
 
 if __name__ == "__main__":

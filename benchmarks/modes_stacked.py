@@ -52,6 +52,7 @@ STACKED_SETTINGS: dict[str, object] = {
     "batch_size": 96,  # 32 packs of 3 per D step
     "augment": "",  # PacGAN used none; translation would also move digits off the classifier's crop
     "tick_kimg": 20,
+    "eval_minutes": 0,  # no periodic KID: its Inception passes would eat the budget, and this table has its own metric
 }
 
 PUBLISHED = [("DCGAN", "99", "3.4"), ("PacDCGAN3", "1000", "0.06")]  # PacGAN Table 3 (VEEGAN setup)
@@ -224,6 +225,7 @@ def stacked_score(model: DigitClassifier, images: np.ndarray) -> StackedScore:
 
 
 @torch.no_grad()
+@torch.inference_mode()
 def sample_uint8(generator: nn.Module, count: int, seed: int) -> np.ndarray:
     z = torch.randn(count, generator.z_dim, generator=torch.Generator().manual_seed(seed))
     out = []

@@ -108,6 +108,20 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(digits, tmp_path):
     assert grids == sorted(p.name for p in (tmp_path / "stopped" / "grids").iterdir())
 
 
+def test_lr_ramp_down_falls_linearly_to_zero_over_the_end_of_the_budget(digits, tmp_path):
+    trainer = make_trainer(digits, tmp_path / "run", kimg=0.16, lr_ramp_down=0.5, lr_g=1e-3, lr_d=2e-3)
+    for seen, factor in ((0, 1.0), (80, 1.0), (120, 0.5), (144, 0.2), (160, 0.0)):
+        trainer.images_seen = seen
+        assert trainer.lr_factor() == pytest.approx(factor)
+    trainer.images_seen = 0
+    trainer.run()
+    # the last step started at 144 of 160 images: 0.2 of each base rate
+    assert trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(0.2e-3)
+    assert trainer.optimizers["D"].param_groups[0]["lr"] == pytest.approx(0.4e-3)
+    with pytest.raises(ConfigError, match="lr_ramp_down"):
+        build_config(str(digits), None, {"lr_ramp_down": 2})
+
+
 def test_resume_refuses_to_change_the_run(digits, tmp_path):
     make_trainer(digits, tmp_path / "run", kimg=0.032).run()
     with pytest.raises(ConfigError, match="loss cannot change"):

@@ -36,6 +36,7 @@ class TrainConfig:
     batch_size: int = 64  # global: split across processes under torchrun
     lr_g: float = 2e-4
     lr_d: float = 2e-4
+    lr_ramp_down: float = 0.0  # learning rates fall linearly to zero over this last fraction of the budget; 0 = constant
     beta1: float = 0.5
     beta2: float = 0.999
     d_steps: int = 1  # discriminator steps per generator step (5 is usual for wgan-gp)
@@ -74,6 +75,8 @@ class TrainConfig:
         for name in ("lr_g", "lr_d", "tick_kimg"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)}.")
+        if not 0 <= self.lr_ramp_down <= 1:
+            raise ConfigError(f"lr_ramp_down is a fraction of the budget between 0 and 1, not {self.lr_ramp_down}.")
         if min(self.kimg, self.epochs, self.minutes, self.r1_gamma, self.ema_kimg, self.eval_minutes, self.patience) < 0:
             raise ConfigError("kimg, epochs, minutes, r1_gamma, ema_kimg, eval_minutes and patience cannot be negative.")
         policies = [p for p in self.augment.split(",") if p]

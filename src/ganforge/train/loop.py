@@ -269,7 +269,27 @@ class Trainer:
         start = self.dist.rank * self.local_batch
         return z[start : start + self.local_batch].to(self.device)
 
+    def lr_factor(self) -> float:
+        """Learning-rate multiplier: 1, then falling linearly to 0 over the last `lr_ramp_down` of the budget.
+
+        Progress is measured in images when the budget has an image limit (so a resumed run follows the
+        same schedule), else in training seconds."""
+        ramp = self.config.lr_ramp_down
+        if not ramp:
+            return 1.0
+        images_limit, seconds_limit = self.budget()
+        done = self.images_seen / images_limit if images_limit else self.train_seconds / seconds_limit
+        return min(1.0, max(0.0, (1.0 - done) / ramp))
+
+    def _set_learning_rates(self) -> None:
+        factor = self.lr_factor()
+        for name, base in (("G", self.config.lr_g), ("D", self.config.lr_d)):
+            for group in self.optimizers[name].param_groups:
+                group["lr"] = base * factor
+
     def _train_step(self) -> None:
+        if self.config.lr_ramp_down:
+            self._set_learning_rates()
         real = labels = None
         for phase in self.phases:
             if self.step % phase.interval:
