@@ -1,11 +1,13 @@
-"""Inception feature extraction: images/s of ganforge's FID network against the plain TorchScript file,
-the difference in their features, and the memory of streamed statistics for 50k samples.
+"""Inception feature extraction: images/s of ganforge's FID network, run by PyTorch and by ONNX Runtime
+(the default on CPU when `ganforge[fast]` is installed), against the plain TorchScript file; the
+difference in their features; and the memory of streamed statistics for 50k samples.
 
-    python benchmarks/bench_inception.py [--batch 64] [--rounds 4]
+    python benchmarks/bench_inception.py [--batch 64] [--rounds 6]
 
-Both networks get the same input: uint8 CIFAR-10-sized images resized to 299 by the fixed protocol.
-Rounds alternate between the two so that this noisy machine's slow spells hit both alike; the
-median of each is reported, and the ratio within each round.
+Every network gets the same input: uint8 CIFAR-10-sized images resized to 299 by the fixed protocol.
+Each runs two whole batches first (this machine's first batches run slow, whichever network runs
+them). Rounds then alternate between the networks so that the machine's slow spells hit all alike;
+the median of each is reported, and the ratios within each round.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from ganforge.metrics.inception import FIDInceptionV3, InceptionFile, read_weights, to_inception_input
+from ganforge.metrics.inception_onnx import INSTALL_HINT, OnnxInception, installed
 from ganforge.metrics.scores import FeatureStats
 
 INCEPTION = Path(__file__).resolve().parents[2] / "shared" / "data" / "inception" / "fid-inception-v3-pool3.pt"
@@ -50,7 +53,7 @@ def streamed_memory(samples: int, keep: int = 10_000, batch: int = 500) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     # memory first, before the networks raise the process's peak
     print(f"peak memory before streaming: {peak_rss_mib():.0f} MiB")
@@ -61,29 +64,39 @@ def main() -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         plain = torch.jit.load(str(INCEPTION), map_location="cpu").eval()
     ours = FIDInceptionV3(read_weights(InceptionFile(INCEPTION, "torchscript")))
+    networks = {"torchscript (plain path)": plain, "ganforge, PyTorch": ours}
+    if installed():
+        networks["ganforge, ONNX Runtime"] = OnnxInception(ours)
+    else:
+        print(f"ONNX Runtime is not installed ({INSTALL_HINT}): only the PyTorch paths are measured")
     images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     x = to_inception_input(images)
     with torch.inference_mode():
-        expected, got = plain(x[:8]), ours(x[:8])
-    rel = ((got - expected).norm() / expected.norm()).item()
-    print(f"features: max |difference| {((got - expected).abs().max()).item():.2e}, relative (norm) {rel:.2e}")
+        expected = plain(x[:8])
+        for name, network in list(networks.items())[1:]:
+            got = network(x[:8])
+            rel = ((got - expected).norm() / expected.norm()).item()
+            print(f"{name} features against the original: max |difference| {((got - expected).abs().max()).item():.2e}, "
+                  f"relative (norm) {rel:.2e}")
 
-    for network in (plain, ours):  # warm-up: oneDNN builds its kernels on first use
-        images_per_second(network, x[:8])
-    rates: dict[str, list[float]] = {"torchscript (plain path)": [], "ganforge": []}
-    ratios = []
+    for network in networks.values():  # warm-up: two whole batches each
+        for _ in range(2):
+            images_per_second(network, x)
+    rates: dict[str, list[float]] = {name: [] for name in networks}
+    ratios: dict[str, list[float]] = {name: [] for name in list(networks)[1:]}
     for i in range(args.rounds):
-        p, o = images_per_second(plain, x), images_per_second(ours, x)
-        rates["torchscript (plain path)"].append(p)
-        rates["ganforge"].append(o)
-        ratios.append(o / p)
-        print(f"round {i + 1}: torchscript {p:.1f} img/s, ganforge {o:.1f} img/s, ratio {o / p:.2f}", flush=True)
+        for name, network in networks.items():
+            rates[name].append(images_per_second(network, x))
+        for name in ratios:
+            ratios[name].append(rates[name][-1] / rates["torchscript (plain path)"][-1])
+        print(f"round {i + 1}: " + ", ".join(f"{name} {r[-1]:.1f}" for name, r in rates.items()) + " img/s", flush=True)
     for name, values in rates.items():
         print(f"{name:>26}: median {statistics.median(values):.1f} img/s (min {min(values):.1f}, max {max(values):.1f})")
-    print(f"{'ratio':>26}: median {statistics.median(ratios):.2f}")
+    for name, values in ratios.items():
+        print(f"{name:>26}: median {statistics.median(values):.2f}x the plain path")
     flops = 11.42e9  # per 299x299 image, counted from the convolution shapes
-    best = max(rates["ganforge"])
-    print(f"ganforge at its best round: {best * flops / 1e9:.0f} GFLOP/s of convolutions")
+    for name in ratios:
+        print(f"{name} at its best round: {max(rates[name]) * flops / 1e9:.0f} GFLOP/s of convolutions")
 
 
 

@@ -114,6 +114,52 @@ def test_full_weights_give_the_same_features_and_logits_for_the_inception_score(
         inc.load_inception(path)  # verified by default: the stand-in is refused
 
 
+def test_onnx_runtime_gives_the_pytorch_features_and_logits(tmp_path, cifar):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from ganforge.metrics.inception_onnx import OnnxInception
+
+    weights = inc.read_weights(inc.InceptionFile(INCEPTION, "torchscript"))
+    full = inc.FIDInceptionV3(inc._rename_full(_as_pytorch_fid_state(weights)))  # with a classifier
+    fast = OnnxInception(full, threads=1)
+    x = inc.to_inception_input(torch.from_numpy(cifar[:5]))  # an odd batch: the batch axis is dynamic
+    with torch.inference_mode():
+        expected_f, expected_y = full(x, logits=True)
+        got_f, got_y = fast(x, logits=True)
+        assert torch.equal(fast(x), got_f)
+    assert got_f.shape == (5, 2048) and got_y.shape == (5, 1008)
+    assert torch.allclose(got_f, expected_f, rtol=1e-4, atol=1e-4)
+    assert ((got_f - expected_f).norm() / expected_f.norm()).item() < 1e-5
+    assert ((got_y - expected_y).norm() / expected_y.norm()).item() < 1e-5
+    features_only = OnnxInception(inc.FIDInceptionV3(weights), threads=1)
+    with pytest.raises(inc.InceptionWeightsError, match="full weights"):
+        features_only(x[:1], logits=True)
+
+
+def test_runtime_choice(monkeypatch, extractor, cifar):
+    from ganforge.metrics import inception_onnx
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.delenv("GANFORGE_RUNTIME", raising=False)
+    assert inception_onnx.choose_runtime("torch", cpu) == "torch"
+    assert inception_onnx.choose_runtime("auto", gpu) == "torch"  # ONNX Runtime is used on CPU only
+    with pytest.raises(inception_onnx.RuntimeChoiceError, match="CPU only"):
+        inception_onnx.choose_runtime("onnxruntime", gpu)
+    with pytest.raises(inception_onnx.RuntimeChoiceError, match="choose one of"):
+        inception_onnx.choose_runtime("tensorflow", cpu)
+    monkeypatch.setenv("GANFORGE_RUNTIME", "torch")
+    assert inception_onnx.choose_runtime(None, cpu) == "torch"
+    monkeypatch.delenv("GANFORGE_RUNTIME")
+    monkeypatch.setattr(inception_onnx, "installed", lambda: False)  # as on a machine without ganforge[fast]
+    assert inception_onnx.choose_runtime(None, cpu) == "torch"
+    with pytest.raises(inception_onnx.RuntimeChoiceError, match=r"ganforge\[fast\]"):
+        inception_onnx.choose_runtime("onnxruntime", cpu)
+    # forced to PyTorch, an extractor never builds the ONNX session and gives the same features
+    plain = FeatureExtractor(extractor.network, runtime="torch", progress=False)
+    assert plain.runner is plain.network
+    assert np.allclose(plain.features(cifar[:3]), extractor.features(cifar[:3]), rtol=1e-4, atol=1e-4)
+
+
 def test_inception_score_bounds():
     uniform = np.zeros((100, 1008))
     assert scores.inception_score(uniform, splits=2)[0] == pytest.approx(1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ganforge import __version__
@@ -264,6 +265,9 @@ def _add_eval(commands) -> None:
     p.add_argument("--inception", metavar="PATH", help="the Inception weights file (default: GANFORGE_INCEPTION, the cache, or a download)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--runtime", choices=("auto", "torch", "onnxruntime"), default=None,
+                   help="what runs the Inception network: auto (default, or GANFORGE_RUNTIME) uses ONNX Runtime "
+                        "on CPU when installed (pip install \"ganforge[fast]\"), about 1.6x faster; same features")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -279,11 +283,15 @@ def _run_eval(args) -> int:
     chosen = {m.strip() for m in args.metrics.split(",") if m.strip()}
     if not chosen or chosen - set(METRICS):
         raise MetricsError(f"--metrics {args.metrics!r}: choose from {','.join(METRICS)}.")
+    from ganforge.metrics.inception_onnx import INSTALL_HINT, installed
+
+    if not args.quiet and not installed() and (args.runtime or os.environ.get("GANFORGE_RUNTIME") or "auto") == "auto":
+        print(f"Tip: on a CPU, {INSTALL_HINT} computes the Inception features about 1.6x faster.", file=sys.stderr)
     results = calculate_metrics(
         args.input, args.data, fid="fid" in chosen, kid="kid" in chosen, pr="pr" in chosen, dc="dc" in chosen,
         isc="is" in chosen, count=args.count, reference_count=args.reference_count, which=args.which,
         device=args.device, inception=args.inception, batch_size=args.batch_size, seed=args.seed,
-        cache=not args.no_cache, progress=not args.quiet)
+        cache=not args.no_cache, progress=not args.quiet, runtime=args.runtime)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ganforge.errors import GanforgeError
 from ganforge.metrics import scores
 from ganforge.metrics.inception import PROTOCOL, FIDInceptionV3, load_inception, to_inception_input
+from ganforge.metrics.inception_onnx import OnnxInception, choose_runtime
 from ganforge.metrics.sources import ImageSource, SourceError, open_source
 
 METRICS = ("fid", "kid", "pr", "dc", "is")
@@ -39,28 +40,44 @@ def count_name(count: int) -> str:
 
 
 class FeatureExtractor:
-    """The Inception network on a device, turning image sources into `FeatureStats`."""
+    """The Inception network on a device, turning image sources into `FeatureStats`.
+
+    `network` is the PyTorch module (gradients, e.g. for projection, always go through it); features
+    are computed by ONNX Runtime instead when `runtime` (see `inception_onnx`) picks it, built on first use.
+    """
 
     def __init__(self, network: FIDInceptionV3 | None = None, *, device: str | torch.device = "cpu",
-                 inception: str | os.PathLike | None = None, batch_size: int = 64, progress: bool = True):
+                 inception: str | os.PathLike | None = None, batch_size: int = 64, progress: bool = True,
+                 runtime: str | None = None):
         self.device = torch.device(device)
+        self.runtime = choose_runtime(runtime, self.device)
         self.network = (network or load_inception(inception, progress=progress)).to(self.device)
         self.batch_size = batch_size
         self.progress = progress
+        self._onnx: OnnxInception | None = None
+
+    @property
+    def runner(self):
+        """What computes features: the module, or its ONNX Runtime session (exported on first use)."""
+        if self.runtime == "torch":
+            return self.network
+        if self._onnx is None:
+            self._onnx = OnnxInception(self.network)
+        return self._onnx
 
     @torch.inference_mode()
     def features(self, images: np.ndarray, logits: bool = False):
         x = to_inception_input(torch.from_numpy(np.array(images, copy=True))).to(self.device)
         if logits:
-            f, y = self.network(x, logits=True)
+            f, y = self.runner(x, logits=True)
             return f.float().cpu().numpy(), y.float().cpu().numpy()
-        return self.network(x).float().cpu().numpy()
+        return self.runner(x).float().cpu().numpy()
 
     def stats(self, source: ImageSource, count: int, *, keep: int, seed: int = 0, logits: bool = False,
               label: str = "") -> tuple[scores.FeatureStats, np.ndarray | None]:
         stats = scores.FeatureStats(keep=keep)
         all_logits = [] if logits else None
-        with tqdm(total=count, unit="img", desc=f"Inception features{label}", disable=not self.progress,
+        with tqdm(total=count, unit="img", desc=f"Inception features{label}, {self.runtime}", disable=not self.progress,
                   dynamic_ncols=True) as bar:
             for batch in source.batches(count, self.batch_size, seed):
                 out = self.features(batch, logits)
@@ -108,12 +125,13 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
                       count: int = 10_000, reference_count: int = 50_000, seed: int = 0, which: str = "best",
                       extractor: FeatureExtractor | None = None, device: str = "auto",
                       inception: str | os.PathLike | None = None, batch_size: int = 64, cache: bool = True,
-                      log: bool = True, progress: bool = True) -> dict:
+                      log: bool = True, progress: bool = True, runtime: str | None = None) -> dict:
     """Metrics of `generated` (a generator, run, dataset or image folder) against `reference`.
 
     `reference` defaults to the dataset a generator or run was trained on. FID uses up to
     `reference_count` real images; KID, precision/recall and density/coverage compare `count`
-    generated features with `count` real ones.
+    generated features with `count` real ones. `runtime` picks what runs the Inception network
+    ("auto", "torch", "onnxruntime"; see `inception_onnx`): features are the same to float rounding.
     """
     from ganforge.train.loop import pick_device
 
@@ -132,7 +150,7 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
     if gen.available is not None:
         count = min(count, gen.available)
     extractor = extractor or FeatureExtractor(device=torch_device, inception=inception, batch_size=batch_size,
-                                              progress=progress)
+                                              progress=progress, runtime=runtime)
     if isc and not extractor.network.has_logits:
         raise MetricsError("The Inception Score needs the classifier, which the TorchScript pool3 file lacks: "
                            "use pytorch-fid's full weights (--inception pt_inception-2015-12-05-6726825d.pth).")
@@ -154,7 +172,8 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
         results[f"is{n}"], results[f"is{n}_std"] = scores.inception_score(logits)
     record = {"time": time.time(), "metrics": results, "protocol": PROTOCOL, "generated": str(gen.path),
               "reference": str(ref.path), "reference_images": real.count, "images_seen": gen.images_seen,
-              "checkpoint": gen.checkpoint, "seconds": round(time.perf_counter() - started, 1)}
+              "checkpoint": gen.checkpoint, "seconds": round(time.perf_counter() - started, 1),
+              "runtime": extractor.runtime}
     if log and gen.kind == "run":
         append_metrics(gen.path, record)
     return {**results, "protocol": PROTOCOL, "reference_images": real.count}
