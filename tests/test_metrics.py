@@ -131,15 +131,18 @@ def test_onnx_runtime_gives_the_pytorch_features_and_logits(tmp_path, cifar):
     assert torch.allclose(got_f, expected_f, rtol=1e-4, atol=1e-4)
     assert ((got_f - expected_f).norm() / expected_f.norm()).item() < 1e-5
     assert ((got_y - expected_y).norm() / expected_y.norm()).item() < 1e-5
+    chunked = OnnxInception(full, threads=1, chunk=2)  # 5 images in runs of 2, 2 and 1
+    assert torch.allclose(chunked(x), got_f, rtol=1e-5, atol=1e-5)
     features_only = OnnxInception(inc.FIDInceptionV3(weights), threads=1)
     with pytest.raises(inc.InceptionWeightsError, match="full weights"):
         features_only(x[:1], logits=True)
 
 
 def test_runtime_choice(monkeypatch, extractor, cifar):
-    from ganforge.metrics import inception_onnx
+    from ganforge.metrics import evaluate, inception_onnx
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    expected = extractor.features(cifar[:3])  # by the default runtime, before anything is patched
     monkeypatch.delenv("GANFORGE_RUNTIME", raising=False)
     assert inception_onnx.choose_runtime("torch", cpu) == "torch"
     assert inception_onnx.choose_runtime("auto", gpu) == "torch"  # ONNX Runtime is used on CPU only
@@ -150,6 +153,18 @@ def test_runtime_choice(monkeypatch, extractor, cifar):
     monkeypatch.setenv("GANFORGE_RUNTIME", "torch")
     assert inception_onnx.choose_runtime(None, cpu) == "torch"
     monkeypatch.delenv("GANFORGE_RUNTIME")
+    # an ONNX Runtime that cannot start: "auto" warns and computes with PyTorch; asked for by name, it fails
+    def broken(network):
+        raise RuntimeError("no exporter in this build")
+
+    monkeypatch.setattr(inception_onnx, "installed", lambda: True)
+    monkeypatch.setattr(evaluate, "OnnxInception", broken)
+    auto = FeatureExtractor(extractor.network, progress=False)
+    with pytest.warns(UserWarning, match="no exporter in this build.*PyTorch instead"):
+        fallback = auto.features(cifar[:3])
+    assert auto.runtime == "torch" and np.isfinite(fallback).all()
+    with pytest.raises(RuntimeError, match="no exporter"):
+        FeatureExtractor(extractor.network, runtime="onnxruntime", progress=False).features(cifar[:3])
     monkeypatch.setattr(inception_onnx, "installed", lambda: False)  # as on a machine without ganforge[fast]
     assert inception_onnx.choose_runtime(None, cpu) == "torch"
     with pytest.raises(inception_onnx.RuntimeChoiceError, match=r"ganforge\[fast\]"):
@@ -157,7 +172,7 @@ def test_runtime_choice(monkeypatch, extractor, cifar):
     # forced to PyTorch, an extractor never builds the ONNX session and gives the same features
     plain = FeatureExtractor(extractor.network, runtime="torch", progress=False)
     assert plain.runner is plain.network
-    assert np.allclose(plain.features(cifar[:3]), extractor.features(cifar[:3]), rtol=1e-4, atol=1e-4)
+    assert np.allclose(plain.features(cifar[:3]), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_inception_score_bounds():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ class FeatureExtractor:
                  runtime: str | None = None):
         self.device = torch.device(device)
         self.runtime = choose_runtime(runtime, self.device)
+        self._onnx_asked = (runtime or os.environ.get("GANFORGE_RUNTIME") or "auto").lower() == "onnxruntime"
         self.network = (network or load_inception(inception, progress=progress)).to(self.device)
         self.batch_size = batch_size
         self.progress = progress
@@ -62,8 +64,22 @@ class FeatureExtractor:
         if self.runtime == "torch":
             return self.network
         if self._onnx is None:
-            self._onnx = OnnxInception(self.network)
+            try:
+                self._onnx = OnnxInception(self.network)
+            except Exception as err:  # an optional accelerator: when it cannot start, PyTorch computes the same
+                if self._onnx_asked:
+                    raise
+                warnings.warn(f"ONNX Runtime could not run the Inception network ({type(err).__name__}: {err}); "
+                              "computing features with PyTorch instead.", stacklevel=2)
+                self.runtime = "torch"
+                return self.network
         return self._onnx
+
+    def release_memory(self) -> None:
+        """Drop the ONNX Runtime session and the memory it keeps between batches (about 1 GB); the
+        next `features` call exports it again (a second or two). Training calls this after each
+        evaluation, so that its periodic KID does not hold the memory for the rest of the run."""
+        self._onnx = None
 
     @torch.inference_mode()
     def features(self, images: np.ndarray, logits: bool = False):

@@ -83,12 +83,17 @@ def _export(network: FIDInceptionV3) -> bytes:
 
 
 class OnnxInception:
-    """Callable like `FIDInceptionV3` on CPU tensors: x -> features, or (features, logits)."""
+    """Callable like `FIDInceptionV3` on CPU tensors: x -> features, or (features, logits).
 
-    def __init__(self, network: FIDInceptionV3, threads: int | None = None):
+    Batches run `chunk` images at a time: ONNX Runtime keeps the memory of its largest run for the
+    session's life (about 1.1 GB for 16 images, 2.4 GB for 64), and 16 run as fast as 64 here.
+    """
+
+    def __init__(self, network: FIDInceptionV3, threads: int | None = None, chunk: int = 16):
         import onnxruntime
 
         self.has_logits = network.has_logits
+        self.chunk = chunk
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()  # the same budget as PyTorch's
         options.inter_op_num_threads = 1
@@ -101,6 +106,8 @@ class OnnxInception:
         if logits and not self.has_logits:
             raise InceptionWeightsError("These Inception weights have no classifier (the TorchScript pool3 "
                                         f"file); the Inception Score needs pytorch-fid's full weights: {FULL_URL}")
-        x = np.ascontiguousarray(x.detach().float().cpu().numpy())
-        out = [torch.from_numpy(o) for o in self.session.run(None, {"x": x})]
+        x = x.detach().float().cpu().numpy()
+        parts = [self.session.run(None, {"x": np.ascontiguousarray(x[i:i + self.chunk])})
+                 for i in range(0, len(x), self.chunk)]
+        out = [torch.from_numpy(np.concatenate(o)) for o in zip(*parts)]
         return (out[0], out[1]) if logits else out[0]

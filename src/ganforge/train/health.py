@@ -110,6 +110,7 @@ class HealthMonitor:
             labels = (torch.arange(start, start + n) % trainer.model_config.num_classes) if trainer.conditional else None
             features.append(self.extractor.features(to_uint8_images(trainer.sample(z, labels))))
         fake = np.concatenate(features)
+        self.extractor.release_memory()
         real = self.reference[: self.images]
         kid, kid_std = kernel_inception_distance(real, fake, subsets=50, seed=trainer.config.seed)
         name = f"kid{count_name(self.images)}"
