@@ -20,6 +20,7 @@ class GeneratorEMA:
         self.module = copy.deepcopy(generator).eval().requires_grad_(False)
         self.half_life_images = half_life_kimg * 1000
         self.rampup = rampup
+        self._pairs: tuple | None = None
 
     @torch.no_grad()
     def update(self, generator: nn.Module, batch_size: int, images_seen: int) -> None:
@@ -27,9 +28,15 @@ class GeneratorEMA:
         if self.rampup > 0:
             half_life = min(half_life, images_seen * self.rampup)
         beta = 0.5 ** (batch_size / max(half_life, 1e-8)) if self.half_life_images > 0 else 0.0
-        for averaged, current in zip(self.module.parameters(), generator.parameters(), strict=True):
-            averaged.lerp_(current.detach(), 1 - beta)
-        for averaged, current in zip(self.module.buffers(), generator.buffers(), strict=True):
+        if self._pairs is None or self._pairs[0] is not generator:  # listed once: see Trainer._parameters
+            params, buffers = list(generator.parameters()), list(generator.buffers())
+            own_params, own_buffers = list(self.module.parameters()), list(self.module.buffers())
+            if len(params) != len(own_params) or len(buffers) != len(own_buffers):
+                raise ValueError("GeneratorEMA.update: the generator does not match the averaged copy")
+            self._pairs = (generator, own_params, params, own_buffers, buffers)
+        _, own_params, params, own_buffers, buffers = self._pairs
+        torch._foreach_lerp_(own_params, params, 1 - beta)
+        for averaged, current in zip(own_buffers, buffers, strict=True):
             averaged.copy_(current)
 
     @torch.no_grad()
