@@ -65,11 +65,11 @@ class BatchReader:
             self._order = self._permutation(self.epoch)
         start = self.position + self.rank * self.batch_size
         index = np.sort(self._order[start : start + self.batch_size])
-        flip_rng = np.random.default_rng([self.seed, self.epoch, self.position, self.rank, 1])
+        flip_rng = np.random.default_rng([self.seed, self.epoch, self.position, self.rank, 1]) if self.flip else None
         self.position += global_batch
         return self._gather(index, flip_rng)
 
-    def _gather(self, index: np.ndarray, flip_rng: np.random.Generator):
+    def _gather(self, index: np.ndarray, flip_rng: np.random.Generator | None):
         batch = self._data[index]  # (B, H, W, C) uint8, or (B, 2) float32 points
         labels = None
         if self.dataset.labels is not None:

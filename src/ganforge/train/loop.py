@@ -320,8 +320,11 @@ class Trainer:
                 self.dist.average_gradients(module)
                 if phase.name == "Gmain":  # vanishing gradients show here first
                     stats = {**stats, "grad_G": _grad_norm(module) / (scaler.get_scale() if scaler.is_enabled() else 1.0)}
-                scaler.step(optimizer)
-                scaler.update()
+                if scaler.is_enabled():  # fp16: skip steps with inf/nan gradients, adapt the scale
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
                 self._accumulate(stats)
         for parameters in self._parameters.values():
             for p in parameters:
