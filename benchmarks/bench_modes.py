@@ -161,7 +161,7 @@ def run_mixture(mixture: str, seeds: list[int], extra: dict) -> list[PointsRun]:
     for seed in seeds:
         run = train_and_score(mixture, seed, overrides)
         s = run.score
-        print(f"  seed {seed}: {s.modes}/{s.total_modes} modes, {100 * s.high_quality:.1f}% high quality, "
+        print(f"  seed {seed}: {s.modes}/{s.total_modes} modes, {100 * s.high_quality:.2f}% high quality, "
               f"reverse KL {s.reverse_kl:.3f}, min {s.min_count}/mode, {run.kimg:g} kimg, "
               f"{run.cpu_seconds / 60:.2f} CPU-min, {run.wall_seconds / 60:.2f} wall-min", flush=True)
         runs.append(run)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ganforge.errors import GanforgeError
 from ganforge.metrics import scores
 from ganforge.metrics.inception import PROTOCOL, FIDInceptionV3, load_inception, to_inception_input
-from ganforge.metrics.inception_onnx import OnnxInception, choose_runtime
+from ganforge.metrics.inception_onnx import OnnxInception, choose_runtime, requested_runtime
 from ganforge.metrics.sources import ImageSource, SourceError, open_source
 
 METRICS = ("fid", "kid", "pr", "dc", "is")
@@ -52,7 +52,7 @@ class FeatureExtractor:
                  runtime: str | None = None):
         self.device = torch.device(device)
         self.runtime = choose_runtime(runtime, self.device)
-        self._onnx_asked = (runtime or os.environ.get("GANFORGE_RUNTIME") or "auto").lower() == "onnxruntime"
+        self._onnx_asked = requested_runtime(runtime) == "onnxruntime"
         self.network = (network or load_inception(inception, progress=progress)).to(self.device)
         self.batch_size = batch_size
         self.progress = progress

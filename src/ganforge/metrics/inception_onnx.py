@@ -1,4 +1,4 @@
-"""The FID network run by ONNX Runtime on CPU: the same weights and arithmetic, about 1.6x faster.
+"""The FID network run by ONNX Runtime on CPU: the same weights and arithmetic, about 1.3x faster.
 
 `FIDInceptionV3` is exported to ONNX in memory (about a second, once per `FeatureExtractor`) and run
 by ONNX Runtime, whose NCHWc convolution kernels keep a 2-core CPU busier than oneDNN does on this
@@ -37,9 +37,14 @@ def installed() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
+def requested_runtime(runtime: str | None) -> str:
+    """The runtime asked for: `runtime`, else the GANFORGE_RUNTIME variable, else "auto"."""
+    return (runtime or os.environ.get("GANFORGE_RUNTIME") or "auto").lower()
+
+
 def choose_runtime(runtime: str | None, device: torch.device) -> str:
     """'torch' or 'onnxruntime' for `runtime` ("auto", "torch", "onnxruntime"; None reads GANFORGE_RUNTIME)."""
-    runtime = (runtime or os.environ.get("GANFORGE_RUNTIME") or "auto").lower()
+    runtime = requested_runtime(runtime)
     if runtime not in RUNTIMES:
         raise RuntimeChoiceError(f"Unknown runtime {runtime!r} for the Inception network: choose one of "
                                  f"{', '.join(RUNTIMES)}.")
