@@ -240,7 +240,7 @@ class Conv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # the fused kernel has no backward: gradients (e.g. projection with a feature loss) take the plain path
-        if (x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad) and not torch.jit.is_tracing()
+        if (x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad) and not torch.onnx.is_in_onnx_export()
                 and _fused_conv_relu() is not None):
             c = self.conv
             return _fused_conv_relu()(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation),

@@ -90,8 +90,8 @@ def _adam(module, lr: float, betas, device: torch.device) -> torch.optim.Adam:
         return torch.optim.Adam(module.parameters(), lr, betas=betas)
 
 
-def _grad_norm(module: torch.nn.Module) -> torch.Tensor:
-    grads = [p.grad.detach().float() for p in module.parameters() if p.grad is not None]
+def _grad_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
+    grads = [p.grad.detach().float() for p in parameters if p.grad is not None]
     return torch.stack(torch._foreach_norm(grads)).norm() if grads else torch.zeros(())
 
 
@@ -290,6 +290,12 @@ class Trainer:
             for group in self.optimizers[name].param_groups:
                 group["lr"] = base * factor
 
+    def _require_grad(self, names: set[str]) -> None:
+        """Gradients for the named networks' parameters only (the cached lists: see `_parameters`)."""
+        for name, parameters in self._parameters.items():
+            for p in parameters:
+                p.requires_grad_(name in names)
+
     def _train_step(self) -> None:
         if self.config.lr_ramp_down:
             self._set_learning_rates()
@@ -298,9 +304,7 @@ class Trainer:
             if self.step % phase.interval:
                 continue
             module, optimizer, scaler = self.modules[phase.module], self.optimizers[phase.module], self.scalers[phase.module]
-            for name, parameters in self._parameters.items():
-                for p in parameters:
-                    p.requires_grad_(name == phase.module or name in phase.graph)
+            self._require_grad({phase.module, *phase.graph})
             repeats = self.config.d_steps if phase.name == "Dmain" else 1
             for _ in range(repeats):
                 if phase.name == "Dmain" or real is None:
@@ -319,16 +323,12 @@ class Trainer:
                 scaler.scale(loss).backward()
                 self.dist.average_gradients(module)
                 if phase.name == "Gmain":  # vanishing gradients show here first
-                    stats = {**stats, "grad_G": _grad_norm(module) / (scaler.get_scale() if scaler.is_enabled() else 1.0)}
-                if scaler.is_enabled():  # fp16: skip steps with inf/nan gradients, adapt the scale
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
+                    scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+                    stats = {**stats, "grad_G": _grad_norm(self._parameters[phase.module]) / scale}
+                scaler.step(optimizer)
+                scaler.update()
                 self._accumulate(stats)
-        for parameters in self._parameters.values():
-            for p in parameters:
-                p.requires_grad_(True)
+        self._require_grad(set(self._parameters))
         self.dist.sync_from_main(self.G)
         self.dist.sync_from_main(self.D)
         self.ema.update(self.G, self.config.batch_size, self.images_seen)
