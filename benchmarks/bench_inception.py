@@ -1,5 +1,6 @@
 """Inception feature extraction: images/s of ganforge's FID network, run by PyTorch and by ONNX Runtime
-(the default on CPU when `ganforge[fast]` is installed), against the plain TorchScript file; the
+(the default on CPU when `ganforge[fast]` is installed; also as one session whose two threads split
+every layer), against the plain TorchScript file; the
 difference in their features; and the memory of streamed statistics for 50k samples.
 
     python benchmarks/bench_inception.py [--batch 64] [--rounds 6]
@@ -66,7 +67,8 @@ def main() -> None:
     ours = FIDInceptionV3(read_weights(InceptionFile(INCEPTION, "torchscript")))
     networks = {"torchscript (plain path)": plain, "ganforge, PyTorch": ours}
     if installed():
-        networks["ganforge, ONNX Runtime"] = OnnxInception(ours)
+        networks["ganforge, ONNX Runtime"] = OnnxInception(ours)  # two sessions, one thread each on 2 cores
+        networks["ONNX Runtime, one session"] = OnnxInception(ours, workers=1, chunk=16)  # every layer on 2 threads
     else:
         print(f"ONNX Runtime is not installed ({INSTALL_HINT}): only the PyTorch paths are measured")
     images = torch.randint(0, 256, (args.batch, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
@@ -91,9 +93,9 @@ def main() -> None:
             ratios[name].append(rates[name][-1] / rates["torchscript (plain path)"][-1])
         print(f"round {i + 1}: " + ", ".join(f"{name} {r[-1]:.1f}" for name, r in rates.items()) + " img/s", flush=True)
     for name, values in rates.items():
-        print(f"{name:>26}: median {statistics.median(values):.1f} img/s (min {min(values):.1f}, max {max(values):.1f})")
+        print(f"{name:>28}: median {statistics.median(values):.1f} img/s (min {min(values):.1f}, max {max(values):.1f})")
     for name, values in ratios.items():
-        print(f"{name:>26}: median {statistics.median(values):.2f}x the plain path")
+        print(f"{name:>28}: median {statistics.median(values):.2f}x the plain path")
     flops = 11.42e9  # per 299x299 image, counted from the convolution shapes
     for name in ratios:
         print(f"{name} at its best round: {max(rates[name]) * flops / 1e9:.0f} GFLOP/s of convolutions")

@@ -133,6 +133,11 @@ def test_onnx_runtime_gives_the_pytorch_features_and_logits(tmp_path, cifar):
     assert ((got_y - expected_y).norm() / expected_y.norm()).item() < 1e-5
     chunked = OnnxInception(full, threads=1, chunk=2)  # 5 images in runs of 2, 2 and 1
     assert torch.allclose(chunked(x), got_f, rtol=1e-5, atol=1e-5)
+    shared = OnnxInception(full, threads=2, chunk=1)  # two one-thread sessions take the 5 images as they free up
+    assert len(shared.sessions) == 2
+    shared_f, shared_y = shared(x, logits=True)
+    assert torch.allclose(shared_f, got_f, rtol=1e-5, atol=1e-5)  # each image's features in its own row
+    assert torch.allclose(shared_y, got_y, rtol=1e-5, atol=1e-5)
     features_only = OnnxInception(inc.FIDInceptionV3(weights), threads=1)
     with pytest.raises(inc.InceptionWeightsError, match="full weights"):
         features_only(x[:1], logits=True)
@@ -335,3 +340,32 @@ def test_calculate_metrics_on_folders_caches_the_reference(tmp_path, monkeypatch
     second = calculate_metrics(a, b, count=16, pr=True, dc=True, extractor=extractor, progress=False)
     assert len(calls) == 3  # the reference came from the cache
     assert second == first
+
+
+def test_batches_are_read_ahead_in_order_and_a_bad_file_still_stops_with_its_name(tmp_path, extractor, cifar):
+    from ganforge.metrics.evaluate import _ahead
+    from ganforge.metrics.sources import SourceError, open_source
+
+    def numbers():
+        yield from (1, 2, 3)
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):  # raised where it happened, after the items before it
+        for item in _ahead(numbers(), lambda n: n * 10):
+            got.append(item)
+    assert got == [10, 20, 30]
+    folder = _write_pngs(tmp_path / "a", cifar[:12])
+    source = open_source(folder)
+    stats, _ = extractor.stats(source, 12, keep=12, seed=3)  # one batch
+    extractor.batch_size, saved = 5, extractor.batch_size
+    try:
+        five, _ = extractor.stats(source, 12, keep=12, seed=3)  # batches of 5, 5 and 2, each read ahead
+        expected = np.concatenate([extractor.features(b) for b in source.batches(12, 5, 3)])
+        assert np.allclose(five.features, expected, rtol=1e-5, atol=1e-5)
+        assert np.allclose(stats.features, expected, rtol=1e-5, atol=1e-5)
+        (folder / "broken.png").write_bytes(b"not a png")
+        with pytest.raises(SourceError, match="broken.png"):
+            extractor.stats(open_source(folder), 13, keep=13, seed=3)
+    finally:
+        extractor.batch_size = saved

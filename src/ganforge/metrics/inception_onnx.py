@@ -16,7 +16,9 @@ import importlib.util
 import inspect
 import io
 import os
+import queue
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -90,29 +92,53 @@ def _export(network: FIDInceptionV3) -> bytes:
 class OnnxInception:
     """Callable like `FIDInceptionV3` on CPU tensors: x -> features, or (features, logits).
 
-    Batches run `chunk` images at a time: ONNX Runtime keeps the memory of its largest run for the
-    session's life (about 1.1 GB for 16 images, 2.4 GB for 64), and 16 run as fast as 64 here.
+    Batches run `chunk` images at a time, spread over `workers` ONNX Runtime sessions that share the
+    `threads` between them (by default two sessions, so one thread each on a 2-core machine). Each
+    session works through whole images on its own cores instead of splitting every layer between
+    threads that wait for each other: about 10 % faster on 2 cores, and the same features to the bit.
+    A session keeps the memory of its largest run for its life; two sessions of 4 images add about
+    0.5 GB to the process (one session of 16 added 0.6 GB, of 64 about 1.8 GB).
     """
 
-    def __init__(self, network: FIDInceptionV3, threads: int | None = None, chunk: int = 16):
+    def __init__(self, network: FIDInceptionV3, threads: int | None = None, chunk: int = 4,
+                 workers: int | None = None):
         import onnxruntime
 
         self.has_logits = network.has_logits
         self.chunk = chunk
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()  # the same budget as PyTorch's
-        options.inter_op_num_threads = 1
-        # threads that spin after each batch would fight PyTorch's for the cores while it resizes the next
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # errors only
-        self.session = onnxruntime.InferenceSession(_export(network), options, providers=["CPUExecutionProvider"])
+        threads = threads or torch.get_num_threads()  # the same budget as PyTorch's
+        workers = max(1, min(workers or 2, threads))
+        model = _export(network)
+        self.sessions = []
+        for i in range(workers):
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads // workers + (i < threads % workers)
+            options.inter_op_num_threads = 1
+            # threads that spin after each run would fight the other sessions and PyTorch for the cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.log_severity_level = 3  # errors only
+            self.sessions.append(onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"]))
+        self._idle = queue.SimpleQueue()  # sessions not running: each run takes one and puts it back
+        for session in self.sessions:
+            self._idle.put(session)
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        session = self._idle.get()
+        try:
+            return session.run(None, {"x": x})  # ONNX Runtime lets go of the GIL while it runs
+        finally:
+            self._idle.put(session)
 
     def __call__(self, x: torch.Tensor, logits: bool = False):
         if logits and not self.has_logits:
             raise InceptionWeightsError("These Inception weights have no classifier (the TorchScript pool3 "
                                         f"file); the Inception Score needs pytorch-fid's full weights: {FULL_URL}")
         x = x.detach().float().cpu().numpy()
-        parts = [self.session.run(None, {"x": np.ascontiguousarray(x[i:i + self.chunk])})
-                 for i in range(0, len(x), self.chunk)]
+        chunks = [np.ascontiguousarray(x[i:i + self.chunk]) for i in range(0, len(x), self.chunk)]
+        if len(self.sessions) > 1 and len(chunks) > 1:  # chunks go to whichever session is free, in order
+            with ThreadPoolExecutor(len(self.sessions), thread_name_prefix="ganforge-onnx") as pool:
+                parts = list(pool.map(self._run, chunks))
+        else:
+            parts = [self._run(c) for c in chunks]
         out = [torch.from_numpy(np.concatenate(o)) for o in zip(*parts)]
         return (out[0], out[1]) if logits else out[0]
