@@ -266,7 +266,7 @@ def _add_eval(commands) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--runtime", choices=("auto", "torch", "onnxruntime"), default=None,
                    help="what runs the Inception network: auto (default, or GANFORGE_RUNTIME) uses ONNX Runtime "
-                        "on CPU when installed (pip install \"ganforge[fast]\"), about 1.3x faster; same features")
+                        "on CPU when installed (pip install \"ganforge[fast]\"), about 1.4x faster; same features")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -285,7 +285,7 @@ def _run_eval(args) -> int:
     from ganforge.metrics.inception_onnx import INSTALL_HINT, installed, requested_runtime
 
     if not args.quiet and not installed() and requested_runtime(args.runtime) == "auto":
-        print(f"Tip: on a CPU, {INSTALL_HINT} computes the Inception features about 1.3x faster.", file=sys.stderr)
+        print(f"Tip: on a CPU, {INSTALL_HINT} computes the Inception features about 1.4x faster.", file=sys.stderr)
     results = calculate_metrics(
         args.input, args.data, fid="fid" in chosen, kid="kid" in chosen, pr="pr" in chosen, dc="dc" in chosen,
         isc="is" in chosen, count=args.count, reference_count=args.reference_count, which=args.which,

@@ -1,4 +1,4 @@
-"""The FID network run by ONNX Runtime on CPU: the same weights and arithmetic, about 1.3x faster.
+"""The FID network run by ONNX Runtime on CPU: the same weights and arithmetic, about 1.4x faster.
 
 `FIDInceptionV3` is exported to ONNX in memory (about a second, once per `FeatureExtractor`) and run
 by ONNX Runtime, whose NCHWc convolution kernels keep a 2-core CPU busier than oneDNN does on this
