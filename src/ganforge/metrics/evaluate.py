@@ -100,6 +100,7 @@ class FeatureExtractor:
               label: str = "") -> tuple[scores.FeatureStats, np.ndarray | None]:
         stats = scores.FeatureStats(keep=keep)
         all_logits = [] if logits else None
+        _ = self.runner  # started now (or fallen back from), so that the bar names what runs
         with tqdm(total=count, unit="img", desc=f"Inception features{label}, {self.runtime}", disable=not self.progress,
                   dynamic_ncols=True) as bar:
             # the next batch is read (or generated) and resized while the network works on this one
