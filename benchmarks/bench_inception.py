@@ -1,7 +1,7 @@
 """Inception feature extraction: images/s of ganforge's FID network, run by PyTorch and by ONNX Runtime
 (the default on CPU when `ganforge[fast]` is installed; also as one session whose two threads split
-every layer), against the plain TorchScript file; the
-difference in their features; and the memory of streamed statistics for 50k samples.
+every layer), against the plain TorchScript file; the difference in their features; and the memory
+of streamed statistics for 50k samples.
 
     python benchmarks/bench_inception.py [--batch 64] [--rounds 6]
 
