@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ganforge import __version__
 from ganforge.cli_explore import add_explore_commands
@@ -12,7 +13,10 @@ from ganforge.errors import GanforgeError
 
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    args, extra = parser.parse_known_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     # `ganforge train DATA --preset x kimg=10`: overrides may come after options too
     if extra and getattr(args, "handler", None) is _run_train and all("=" in e and not e.startswith("-") for e in extra):
         args.args += extra
@@ -23,12 +27,44 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args) or 0
-    except GanforgeError as exc:
-        print(f"ganforge: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("ganforge: interrupted.", file=sys.stderr)
         return 130
+    except BaseException as exc:  # the one place a failure becomes a sentence and an exit status
+        if args.debug or isinstance(exc, SystemExit):
+            raise
+        message, status = explain_failure(exc)
+        print(f"ganforge: error: {message}", file=sys.stderr)
+        return status
+
+
+def explain_failure(exc: BaseException) -> tuple[str, int]:
+    """A one-line message saying what went wrong and what to do, and the exit status for it.
+
+    2: the user's input or settings (a `GanforgeError`); 1: the machine (disk, permissions, memory),
+    or a bug in ganforge, which says to rerun with --debug for the traceback."""
+    from ganforge.files import disk_full_message, is_disk_full
+
+    if isinstance(exc, GanforgeError):
+        return str(exc), 2
+    if is_disk_full(exc):
+        where = Path(getattr(exc, "filename", None) or ".")
+        return disk_full_message(where.parent if where.suffix else where, "a file"), 1
+    if isinstance(exc, PermissionError):
+        return (f"permission denied: {exc.filename or exc}. Choose a folder you can write to (for example with "
+                "--out), or ask its owner for access."), 1
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename or exc} does not exist. Check the path, and that nothing moved it.", 1
+    if isinstance(exc, IsADirectoryError | NotADirectoryError | FileExistsError):
+        return f"{exc.strerror}: {exc.filename}. Give another path.", 1
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}. Check the disk and the path, then run again.", 1
+    if isinstance(exc, MemoryError):
+        return ("out of memory. Use a smaller batch (batch_size= for train, --batch-size elsewhere) or fewer "
+                "images at a time, and close other programs."), 1
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return (f"unexpected failure ({type(exc).__name__}: {first[:300]}). This is a bug in ganforge, not your "
+            "mistake: run the same command with --debug to see where, and report it."), 1
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -37,6 +73,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate, explore and share GANs from a folder of images.",
     )
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback when something fails")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(commands)
     _add_prepare(commands)

@@ -175,11 +175,10 @@ def settle_channels(requested: str, included: list[dict]) -> int:
 
 def write_images(work: Path, keep: list[list[int]], target: Path, resolution: int, channels: int) -> None:
     """Stream the kept rows of every chunk into one (N, R, R, C) uint8 .npy file."""
-    writer = NpyStreamWriter(target, (sum(map(len, keep)), resolution, resolution, channels))
-    for i, rows in enumerate(keep):
-        if rows:
-            writer.write(_to_channels(np.load(work / f"chunk-{i:06d}.npy", mmap_mode="r")[rows], channels))
-    writer.close()
+    with NpyStreamWriter(target, (sum(map(len, keep)), resolution, resolution, channels)) as writer:
+        for i, rows in enumerate(keep):
+            if rows:
+                writer.write(_to_channels(np.load(work / f"chunk-{i:06d}.npy", mmap_mode="r")[rows], channels))
 
 
 def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write, write_json_atomic  # noqa: F401  (write_json_atomic: re-exported)
 
 FORMAT_NAME = "ganforge.prepared"
 FORMAT_VERSION = 1
@@ -106,34 +107,23 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", errors="backslashreplace") as handle:
-        json.dump(data, handle, ensure_ascii=False, indent=1)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path, what=path.name) as handle:
         np.save(handle, array)
-    os.replace(tmp, path)
 
 
 class NpyStreamWriter:
-    """Write a large .npy array piece by piece, so memory stays flat whatever N is."""
+    """Write a large .npy array piece by piece, so memory stays flat whatever N is.
+
+    Use it as a context manager: on any error (Ctrl-C, a full disk) the temporary file is removed."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype=np.uint8):
         self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
         self.shape = shape
         self.dtype = np.dtype(dtype)
         self.written = 0
-        self.handle = open(self.tmp, "wb")
+        self._context = atomic_write(path, what=path.name)
+        self.handle = self._context.__enter__()
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_2_0(self.handle, header)
 
@@ -145,7 +135,17 @@ class NpyStreamWriter:
         self.written += len(rows)
 
     def close(self) -> None:
-        self.handle.close()
         if self.written != self.shape[0]:
-            raise RuntimeError(f"wrote {self.written} rows into {self.path}, expected {self.shape[0]}")
-        os.replace(self.tmp, self.path)
+            error = RuntimeError(f"wrote {self.written} rows into {self.path}, expected {self.shape[0]}")
+            self._context.__exit__(type(error), error, None)
+            raise error
+        self._context.__exit__(None, None, None)
+
+    def __enter__(self) -> "NpyStreamWriter":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if error is None:
+            self.close()
+            return False
+        return bool(self._context.__exit__(kind, error, traceback))  # removes the temporary file; may translate
