@@ -230,9 +230,9 @@ def append_metrics(run: Path, record: dict) -> None:
 
 
 def read_metrics(run: Path) -> list[dict]:
-    from ganforge.train.rundir import read_jsonl
+    from ganforge.train.rundir import read_metrics_log
 
-    return read_jsonl(Path(run) / METRICS_LOG)
+    return read_metrics_log(Path(run))
 
 
 __all__ = ["calculate_metrics", "FeatureExtractor", "reference_stats", "read_metrics", "SourceError", "METRICS"]
