@@ -1,7 +1,10 @@
 """The exported generator: `config.json` + `model.safetensors`, rebuilt from the config alone.
 
 Everything downstream (sampling, metrics, the server) reads this folder, never training checkpoints.
-Nothing in it can run code when loaded.
+Nothing in it can run code when loaded. `config.json` records the SHA-256 of the other files, and
+loading checks the weights against it, so a damaged or altered file is refused rather than producing
+black images. Export never overwrites a file it did not write: into an existing folder it writes only
+when that folder holds an earlier export, untouched since.
 """
 
 from __future__ import annotations
@@ -11,13 +14,16 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from ganforge import __version__
 from ganforge.errors import GanforgeError
+from ganforge.files import TMP_SUFFIX, file_sha256, write_bytes_atomic, write_text_atomic
 from ganforge.models import create_generator
 
 FORMAT = "ganforge.generator"
+VERSION = 2  # 2: config.json lists the other files' SHA-256 digests
+WEIGHTS, CARD, CONFIG = "model.safetensors", "README.md", "config.json"
 
 
 class ExportError(GanforgeError):
@@ -37,12 +43,13 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
     except SourceError as err:
         raise ExportError(str(err)) from None
     target = Path(out) if out else run / "generator"
+    _check_target(target)
     target.mkdir(parents=True, exist_ok=True)
     weights = {k: v.contiguous() for k, v in state["G_ema"].items()}
-    save_file(weights, str(target / "model.safetensors"), metadata={"format": FORMAT})
+    write_bytes_atomic(target / WEIGHTS, save(weights, metadata={"format": FORMAT}))
     model_config = state["model_config"]
     config = {
-        "format": FORMAT, "version": 1, "ganforge_version": __version__,
+        "format": FORMAT, "version": VERSION, "ganforge_version": __version__,
         "architecture": state["model_name"], "config": model_config,
         "z_dim": model_config.get("z_dim"), "resolution": model_config.get("resolution"),
         "channels": model_config.get("channels"), "classes": state.get("classes"),
@@ -51,9 +58,39 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
                      "data_summary": _data_summary(Path(state["config"]["data"]))},
         "metrics": _metrics_summary(run),
     }
-    (target / "config.json").write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
-    (target / "README.md").write_text(model_card(config, run), encoding="utf-8")
+    write_text_atomic(target / CARD, model_card(config, run))
+    config["files"] = {name: file_sha256(target / name) for name in (WEIGHTS, CARD)}
+    write_text_atomic(target / CONFIG, json.dumps(config, indent=1) + "\n")  # last: the export is complete
     return target
+
+
+def _check_target(target: Path) -> None:
+    """Refuse a folder holding anything ganforge did not write there: export must never destroy a user's file."""
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder. Choose another --out.")
+    ours = {WEIGHTS, CARD, CONFIG}
+    names = {p.name for p in target.iterdir()}
+    names -= {n + TMP_SUFFIX for n in ours}  # left by an export that was killed: ganforge's own
+    if not names:
+        return
+    foreign = sorted(names - ours)
+    hint = " Choose a new or empty folder with --out; ganforge never overwrites files it did not write."
+    if foreign:
+        raise ExportError(f"{target} already holds files ganforge did not write ({', '.join(foreign[:3])}"
+                          f"{', ...' if len(foreign) > 3 else ''}).{hint}")
+    try:
+        earlier = json.loads((target / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        earlier = None
+    if not isinstance(earlier, dict) or earlier.get("format") != FORMAT or not isinstance(earlier.get("files"), dict):
+        raise ExportError(f"{target} already holds {', '.join(sorted(names))}, which ganforge did not write "
+                          f"(or which an older ganforge wrote without checksums).{hint}")
+    for name in sorted(names - {CONFIG}):
+        if earlier["files"].get(name) != file_sha256(target / name):
+            raise ExportError(f"{target / name} was changed after it was exported; exporting again would "
+                              f"overwrite those changes.{hint}")
 
 
 def _data_summary(data: Path) -> dict | None:
@@ -122,12 +159,13 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ExportError(f"{path} is not an exported generator: config.json is missing or unreadable ({exc}).") from None
-    if config.get("format") != FORMAT:
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ExportError(f"{path / 'config.json'} was not written by ganforge export.")
+    _verify_files(path, config)
     try:
-        weights = load_file(str(path / "model.safetensors"), device=str(device))
+        weights = load_file(str(path / WEIGHTS), device=str(device))
     except Exception as exc:
-        raise ExportError(f"{path / 'model.safetensors'} is not a valid safetensors file ({exc}).") from None
+        raise ExportError(f"{path / WEIGHTS} is not a valid safetensors file ({exc}).") from None
     try:
         generator = create_generator(config["architecture"], config["config"])
         generator.load_state_dict(weights)
@@ -135,3 +173,19 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         raise ExportError(f"{path} is damaged or was edited: its config.json and model.safetensors do not match "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Export the run again.") from None
     return generator.to(device).eval()
+
+
+def _verify_files(path: Path, config: dict) -> None:
+    """Check the weights against the digest recorded at export (exports before version 2 have none)."""
+    recorded = (config.get("files") or {}).get(WEIGHTS)
+    if config.get("version", 1) >= 2 and recorded is None:
+        raise ExportError(f"{path / CONFIG} lists no checksum for {WEIGHTS}: it was edited. Export the run again.")
+    if recorded is None:
+        return
+    try:
+        actual = file_sha256(path / WEIGHTS)
+    except OSError as exc:
+        raise ExportError(f"{path / WEIGHTS} cannot be read ({exc.strerror or exc}). Export the run again.") from None
+    if actual != recorded:
+        raise ExportError(f"{path / WEIGHTS} is damaged or was replaced: its SHA-256 does not match the one recorded "
+                          f"in {CONFIG} at export. Export the run again, or copy the folder again from its source.")

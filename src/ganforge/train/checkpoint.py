@@ -5,19 +5,26 @@ both optimisers and grad scalers, the counters, every random generator's state (
 NumPy, Python), the data order, and the config. It is written to a temporary file, flushed and
 renamed over the final name, so a crash or kill -9 at any moment leaves the previous checkpoint
 intact. Loading uses `torch.load(weights_only=True)`: tensors and plain containers only.
+
+PyTorch's loader does not check its zip records' CRCs, so a damaged file can load as garbage (NaN
+weights, black images). Each checkpoint therefore carries a SHA-256 of its own contents (every tensor's
+bytes, dtype and shape, and every other value, in a fixed order); loading recomputes it and refuses a
+file whose contents changed.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write
 
 PATTERN = re.compile(r"^checkpoint-(\d{9})\.pt$")
 BEST = "best.pt"  # a copy of the checkpoint with the best metric so far; never pruned
@@ -51,30 +58,61 @@ def save_best(state: dict, folder: Path) -> Path:
 
 def _write_atomic(state: dict, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, target)
+    with atomic_write(target, what=f"the checkpoint {target.name}") as handle:
+        torch.save({**state, "digest": state_digest(state)}, handle)
     return target
+
+
+def state_digest(state) -> str:
+    """SHA-256 of a checkpoint's contents: the same before saving and after loading, whatever the file layout."""
+    digest = hashlib.sha256()
+    _feed(digest, state)
+    return digest.hexdigest()
+
+
+def _feed(digest, value) -> None:
+    if isinstance(value, dict):
+        digest.update(b"{")
+        for key in sorted(value, key=str):
+            if key != "digest":
+                digest.update(repr(str(key)).encode())
+                _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    elif isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    else:
+        digest.update(f"{type(value).__name__}:{value!r}".encode())
 
 
 def load_checkpoint(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} cannot be loaded ({type(exc).__name__}: {exc}). "
-                              "Delete it to resume from the one before.") from None
+        raise CheckpointError(f"{path} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                              "It is damaged or incomplete: delete it to use the one before.") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a ganforge checkpoint. Delete it to use the one before.")
+    recorded = state.pop("digest", None)  # checkpoints written before digests existed have none
+    if recorded is not None and recorded != state_digest(state):
+        raise CheckpointError(f"{path} is damaged: its contents no longer match the checksum written with it "
+                              "(a disk or copy error). Delete it to use the one before.")
+    return state
 
 
 def latest_loadable(folder: Path) -> tuple[Path, dict] | None:
-    """The newest checkpoint that loads; damaged ones (there should be none) are skipped with a warning."""
+    """The newest checkpoint that loads; damaged ones are skipped with a warning."""
     for path in reversed(list_checkpoints(folder)):
         try:
             return path, load_checkpoint(path)
         except CheckpointError as err:
-            print(f"warning: {err}")
+            print(f"warning: {err}", file=sys.stderr)
     return None
 
 
