@@ -9,6 +9,11 @@ Signals, each with the threshold that trips it:
   do, or their feature diversity under 60 % of the real images';
 - oscillation without progress: no better KID over those evaluations while the generator's
   loss swings widely (its coefficient of variation over recent ticks above 0.5);
+- divergence: the median loss magnitude over recent ticks above 1e3 (1e6 for wgan-gp): a working GAN's
+  losses are of order 1 (a loss of 1e3 means logits of 1e3, far past any useful gradient), a WGAN
+  critic's of order 100;
+- a dead generator: its fixed-seed samples no longer differ (spread across samples under 0.01 of the
+  [-1, 1] range) or nearly all their pixels are pinned at black or white (over 95 %);
 - progress itself: KID still falling (continue) or no better KID for `patience` evaluations (the
   run's setting, else three): stop, and use the best checkpoint.
 The report is `health.md` with `health.png` (four panels) beside it.
@@ -37,6 +42,8 @@ class Diagnosis:
     findings: list[Finding] = field(default_factory=list)
     kid_name: str | None = None
     best: tuple[float, int] | None = None  # (KID, images seen)
+    ticks: list[dict] = field(default_factory=list, repr=False)  # the log's tick records it was drawn from
+    evals: list[dict] = field(default_factory=list, repr=False)  # and the metrics records
 
     def summary(self) -> str:
         words = {"change": "Change something: see below.", "stop": "Stop: it is no longer improving.",
@@ -64,19 +71,23 @@ def diagnose(run: str | Path) -> Diagnosis:
     run = Path(run)
     if not (run / "log.jsonl").is_file():
         raise GanforgeError(f"{run} has no log.jsonl: is it a ganforge run folder (runs/NNNNN-...)?")
-    ticks = [r for r in read_log(run) if "loss_D" in r]
+    log = read_log(run)  # read once: a malformed line is warned about once
+    ticks = [r for r in log if "loss_D" in r]
     evals = [r for r in read_metrics(run) if r.get("images_seen") is not None]
     findings: list[Finding] = []
     if len(ticks) < 4:
         return Diagnosis("continue", [Finding("note", "Too early to tell",
-                                              f"Only {len(ticks)} ticks logged; train longer, then ask again.")])
+                                              f"Only {len(ticks)} ticks logged; train longer, then ask again.")],
+                         ticks=ticks, evals=evals)
     recent = ticks[-max(len(ticks) // 4, 2):]
     early = ticks[: max(len(ticks) // 4, 2)]
+    findings += _divergence(recent, run)
+    findings += _dead_generator(recent)
     findings += _discriminator(recent)
     findings += _gradients(early, recent)
     findings += [Finding("note", "Training was unstable",
-                         f"{sum(1 for r in read_log(run) if r.get('event') == 'rollback')} rollback(s) after "
-                         "non-finite losses.")] if any(r.get("event") == "rollback" for r in read_log(run)) else []
+                         f"{sum(1 for r in log if r.get('event') == 'rollback')} rollback(s) after "
+                         "non-finite losses.")] if any(r.get("event") == "rollback" for r in log) else []
     kid_name = _kid_key(evals)
     best = None
     if kid_name is None:
@@ -91,7 +102,39 @@ def diagnose(run: str | Path) -> Diagnosis:
         findings += _progress(measured, best_at, kid_name, recent, _patience(run))
     kinds = {f.kind for f in findings}
     verdict = "change" if "change" in kinds else "stop" if "stop" in kinds else "continue"
-    return Diagnosis(verdict, findings, kid_name, best)
+    return Diagnosis(verdict, findings, kid_name, best, ticks=ticks, evals=evals)
+
+
+DIVERGED = {"wgan-gp": 1e6}  # median |loss| over recent ticks, by loss
+DIVERGED_OTHERWISE = 1e3
+DEAD_SPREAD = 0.01  # spread of the fixed-seed samples, in units of the [-1, 1] output range
+DEAD_SATURATED = 0.95  # share of pixels at black or white
+
+
+def _divergence(recent: list[dict], run: Path) -> list[Finding]:
+    size = max((np.median([abs(r[k]) for r in recent if k in r] or [0.0]) for k in ("loss_G", "loss_D")), default=0.0)
+    settings = _settings(run, ("lr_g", "lr_d", "loss"))
+    if size > DIVERGED.get(settings.get("loss"), DIVERGED_OTHERWISE):
+        rates = {k: v for k, v in settings.items() if k != "loss"}
+        shown = ", ".join(f"{k}={v:g}" for k, v in rates.items() if isinstance(v, (int, float)))
+        return [Finding("change", "Training has diverged",
+                        f"The losses have grown to about {size:.2g}, where a working GAN's stay near 1. The learning "
+                        f"rates are probably too high{f' ({shown})' if shown else ''}: start a new run with about "
+                        "2e-4, or with an R1 penalty (r1_gamma=1). Later checkpoints of this run are not worth using.")]
+    return []
+
+
+def _dead_generator(recent: list[dict]) -> list[Finding]:
+    spread = np.median([r["G_spread"] for r in recent if "G_spread" in r] or [np.nan])
+    saturated = np.median([r["G_saturated"] for r in recent if "G_saturated" in r] or [np.nan])
+    if spread < DEAD_SPREAD or saturated > DEAD_SATURATED:
+        what = (f"{saturated:.0%} of the pixels of its samples are pinned at black or white" if saturated > DEAD_SATURATED
+                else f"its samples no longer differ from one another (spread {spread:.3g})")
+        return [Finding("change", "The generator is dead",
+                        f"Lately {what}: it has stopped producing images. This does not recover; start a new run with "
+                        "lower learning rates (about 2e-4), loss=hinge, or an R1 penalty (r1_gamma=1), and keep an "
+                        "earlier checkpoint if one looked good (see grids/).")]
+    return []
 
 
 def _discriminator(recent: list[dict]) -> list[Finding]:
@@ -128,14 +171,21 @@ def _collapse(latest: dict) -> list[Finding]:
     return []
 
 
-def _patience(run: Path) -> int:
-    """The run's own patience when it set one, else 3 evaluations."""
+def _settings(run: Path, keys: tuple[str, ...]) -> dict:
+    """Some of the run's settings from its config.yaml ({} when it cannot be read)."""
     import yaml
 
     try:
-        return int((yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}).get("patience") or 3)
-    except (OSError, ValueError, AttributeError):
-        return 3
+        config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return {k: config[k] for k in keys if k in config} if isinstance(config, dict) else {}
+
+
+def _patience(run: Path) -> int:
+    """The run's own patience when it set one, else 3 evaluations."""
+    value = _settings(run, ("patience",)).get("patience")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 3
 
 
 def _progress(measured: list[tuple], best_at: int, kid_name: str, recent: list[dict], patience: int) -> list[Finding]:
@@ -188,13 +238,10 @@ def _plot(run: Path, target: Path, diagnosis: Diagnosis) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ganforge.metrics.evaluate import read_metrics
-    from ganforge.train.rundir import read_log
-
-    ticks = [r for r in read_log(run) if "loss_D" in r]
+    ticks = diagnosis.ticks
     if not ticks:
         return None
-    evals = [{"images_seen": r["images_seen"], **r["metrics"]} for r in read_metrics(run) if r.get("images_seen") is not None]
+    evals = [{"images_seen": r["images_seen"], **r["metrics"]} for r in diagnosis.evals]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0, 0]
     if diagnosis.kid_name:

@@ -1,6 +1,8 @@
 """Training configuration: a dataclass, a YAML preset on top, `key=value` overrides on top of that.
 
-Unknown keys are an error (with the closest known key suggested). The model's own fields live under
+Unknown keys are an error (with the closest known key suggested). Numbers are read as people write
+them (`lr_g=2e-4`, which YAML alone would read as text), and values far outside what trains are
+refused with the usual range, or warned about when merely unusual. The model's own fields live under
 `model.` (e.g. `model.g_width=32`) and are checked by the model's config class. Resolution,
 channels and classes come from the prepared dataset, so a preset works for any dataset.
 """
@@ -9,6 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,8 +27,15 @@ LOSSES = ("nonsaturating", "minimax", "hinge", "wgan-gp", "lsgan")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
+
+
 class ConfigError(GanforgeError):
     pass
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 @dataclass
@@ -64,21 +76,48 @@ class TrainConfig:
     eval_minutes: float = 10.0  # KID and collapse signals every this many minutes of training; 0 = off
     eval_images: int = 500  # samples (and twice as many real images) per evaluation
     patience: int = 0  # stop after this many evaluations without a better KID; 0 = never stop early
+    deterministic: bool = False  # bit-identical runs and resumes: deterministic kernels on one thread (slower)
 
     def validate(self) -> None:
         _one_of("loss", self.loss, LOSSES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("conditional", self.conditional, ("auto", "yes", "no"))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, not {value}.")
         for name in ("batch_size", "d_steps", "r1_every", "keep_checkpoints", "grid_size", "eval_images"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
-        for name in ("lr_g", "lr_d", "tick_kimg"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be positive, not {getattr(self, name)}.")
+        for name in ("lr_g", "lr_d"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ConfigError(f"{name}={value:g} is outside (0, 1]: Adam diverges at such rates. GANs train "
+                                  f"with about 1e-4 to 1e-3 (2e-4 is a good start).")
+            if value > 0.01:
+                warn(f"{name}={value:g} is far above the usual 1e-4 to 1e-3; expect training to diverge. "
+                     "`ganforge health RUN` will say so if it does.")
+        if not self.tick_kimg > 0:
+            raise ConfigError(f"tick_kimg must be positive, not {self.tick_kimg}.")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1) (Adam's moment decay), not {getattr(self, name)}.")
         if not 0 <= self.lr_ramp_down <= 1:
             raise ConfigError(f"lr_ramp_down is a fraction of the budget between 0 and 1, not {self.lr_ramp_down}.")
-        if min(self.kimg, self.epochs, self.minutes, self.r1_gamma, self.ema_kimg, self.eval_minutes, self.patience) < 0:
-            raise ConfigError("kimg, epochs, minutes, r1_gamma, ema_kimg, eval_minutes and patience cannot be negative.")
+        non_negative = ("kimg", "epochs", "minutes", "r1_gamma", "gp_weight", "acgan_weight", "ema_kimg", "ema_rampup",
+                        "eval_minutes", "patience", "max_rollbacks", "seed")
+        negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
+        if negative:
+            raise ConfigError(f"{', '.join(negative)}: cannot be negative.")
+        if self.seed >= 2**63:
+            raise ConfigError(f"seed must be below 2**63, not {self.seed}.")
+        if self.grid_size > 1024:
+            raise ConfigError(f"grid_size={self.grid_size}: a progress grid holds at most 1024 samples (64 is usual).")
+        if self.eval_minutes and self.eval_images < 8:
+            raise ConfigError(f"eval_images={self.eval_images}: the periodic KID needs at least 8 samples "
+                              "(500 is the default), or eval_minutes=0 to switch it off.")
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}.")
         policies = [p for p in self.augment.split(",") if p]
         unknown = set(policies) - {"color", "translation", "cutout"}
         if unknown:
@@ -167,13 +206,29 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{key} must be true or false, not {value!r}.")
+    if isinstance(default, (int, float)) and isinstance(value, str):
+        value = _number(value)  # "2e-4", "1E3", "1_000": YAML 1.1 leaves these as text
     if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(default, str):
+    if isinstance(default, str) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return str(value)
-    raise ConfigError(f"{key} must be a {type(default).__name__}, not {value!r}.")
+    kind = {str: "text", int: "whole number", float: "number"}[type(default)]
+    raise ConfigError(f"{key} must be a {kind} (like {default!r}), not {value!r}.")
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        pass
+    try:
+        return float(text.replace("_", ""))
+    except ValueError:
+        return text
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,33 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+@contextmanager
+def deterministic_kernels(enabled: bool, device: torch.device):
+    """Kernels that give the same bits every time, while training runs: deterministic algorithms and, on a
+    CPU, one thread (multi-threaded CPU kernels split their sums differently from run to run). The process's
+    own settings come back afterwards."""
+    if not enabled:
+        yield
+        return
+    threads, algorithms = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    benchmark = torch.backends.cudnn.benchmark
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's own condition for determinism
+    torch.use_deterministic_algorithms(True, warn_only=True)  # an op without such a kernel warns, by name
+    torch.backends.cudnn.benchmark = False
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(algorithms)
+        torch.backends.cudnn.benchmark = benchmark
+
+
+def _largest_power_of_two(n: int) -> int:
+    return 1 << (max(n, 1).bit_length() - 1)
+
+
 def _adam(module, lr: float, betas, device: torch.device) -> torch.optim.Adam:
     # The fused kernel measured 2.6 ms per step for DCGAN-64's G and D on this CPU, against 18 ms;
     # the result is the same Adam. Older torch builds without it for this device use the default.
@@ -96,7 +124,8 @@ def _grad_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, run_dir: Path, *, state: dict | None = None, progress: bool = True):
+    def __init__(self, config: TrainConfig, run_dir: Path | None, *, state: dict | None = None, progress: bool = True):
+        """`run_dir` may be set after construction (before `run`), once everything built without error."""
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
@@ -122,6 +151,9 @@ class Trainer:
                            "D": _adam(self.D, config.lr_d, betas, self.device)}
         fp16 = self.dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=fp16) for k in ("G", "D")}
+        if config.batch_size > len(self.dataset):
+            raise TrainingError(f"batch_size={config.batch_size} is larger than the dataset ({len(self.dataset)} "
+                                f"items): use batch_size={_largest_power_of_two(len(self.dataset))} or less.")
         self.reader = BatchReader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
                                   device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
         self.conditional = getattr(self.model_config, "num_classes", 0) > 0
@@ -133,6 +165,7 @@ class Trainer:
         self._parameters = {name: list(module.parameters()) for name, module in self.modules.items()}
 
         self.step = self.images_seen = self.tick = self.rollbacks = 0
+        self.resumed_at: int | None = None  # images_seen of the checkpoint this trainer started from
         self._last_checkpoint_at = -1
         self.train_seconds = 0.0
         self.stop_signal: str | None = None
@@ -181,6 +214,7 @@ class Trainer:
         self.reader.load_state_dict(state["reader"])
         ckpt.set_rng_state(state["rng"])
         self.health.load_state(state.get("health", {}))
+        self.resumed_at = self.images_seen
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -195,12 +229,16 @@ class Trainer:
 
     def run(self) -> str:
         """Train until the budget is spent or a stop signal arrives; returns why it stopped."""
+        with deterministic_kernels(self.config.deterministic, self.device):
+            return self._run()
+
+    def _run(self) -> str:
         images_limit, seconds_limit = self.budget()
         main = self.dist.is_main
         if main and self.progress and not (self.config.kimg or self.config.epochs or self.config.minutes):
             print(f"No budget given (kimg=, epochs= or minutes=): training for {DEFAULT_MINUTES:g} minutes. "
                   "Ctrl-C stops and saves at any time.")
-        log = RunLog(self.run_dir) if main else None
+        log = RunLog(self.run_dir, purge_after=self.resumed_at) if main else None
         if main:
             (self.run_dir / "config.yaml").write_text(dump_yaml(self.config), encoding="utf-8")
             if self.images_seen == 0:
@@ -357,8 +395,8 @@ class Trainer:
         self._fixed.manual_seed(self.config.seed + 1_000_004)
         self.ema.recalibrate(self._recalibration_inputs)
         if self.dist.is_main:
+            record.update(self._save_grid())
             log.write(record)
-            self._save_grid()
             ckpt.save_checkpoint(self.state(), self.run_dir / "checkpoints", self.images_seen, self.config.keep_checkpoints)
             if bar is not None and means:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("loss_G", "loss_D", "R1")}
@@ -408,19 +446,23 @@ class Trainer:
             out.append(self.ema.module(zs, ls).float().cpu())
         return torch.cat(out)
 
-    def _save_grid(self) -> None:
+    def _save_grid(self) -> dict[str, float]:
+        """Draw this tick's grid; returns what it shows of the generator's health (see `_output_signals`)."""
         folder = self.run_dir / "grids"
         folder.mkdir(exist_ok=True)
         target = folder / f"grid-{self.images_seen / 1000:011.3f}kimg.png"  # sortable, exact kimg
         if self.images:
-            grid = image_grid(to_uint8_images(self.sample(self.grid_z, self.grid_labels)), columns=self.grid_columns)
+            samples = self.sample(self.grid_z, self.grid_labels)
+            grid = image_grid(to_uint8_images(samples), columns=self.grid_columns)
         else:
             self._fixed.manual_seed(self.config.seed + 1_000_005)  # the same points at every tick
             z = torch.randn(2000, self.G.z_dim, generator=self._fixed)
             labels = None if not self.conditional else torch.randint(0, self.model_config.num_classes, (2000,), generator=self._fixed)
             reference = np.asarray(self.dataset.points[: 2000])
-            grid = points_plot(self.sample(z, labels).numpy(), reference)
+            samples = self.sample(z, labels)
+            grid = points_plot(samples.numpy(), reference)
         grid.save(target)
+        return _output_signals(samples, self.images)
 
     def _save_reals(self) -> None:
         rng = np.random.default_rng(self.config.seed)
@@ -429,6 +471,17 @@ class Trainer:
             image_grid(np.asarray(self.dataset.images[picks])).save(self.run_dir / "reals.png")
         else:
             points_plot(np.asarray(self.dataset.points[:2000])).save(self.run_dir / "reals.png")
+
+
+def _output_signals(samples: torch.Tensor, images: bool) -> dict[str, float]:
+    """How much the fixed-seed samples differ from one another (`G_spread`: the per-pixel or per-coordinate
+    standard deviation across samples, averaged) and, for images, the share of pixels pinned at black or
+    white (`G_saturated`). A dead generator shows as a spread near 0 or saturation near 1."""
+    finite = torch.nan_to_num(samples.float(), nan=0.0, posinf=1.0, neginf=-1.0)
+    signals = {"G_spread": float(finite.std(dim=0).mean()) if len(finite) > 1 else 0.0}
+    if images:
+        signals["G_saturated"] = float((finite.abs() > 0.99).float().mean())
+    return signals
 
 
 def model_fields(config: TrainConfig, dataset: PreparedDataset) -> dict:

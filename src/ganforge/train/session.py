@@ -2,12 +2,17 @@
 
 A new run gets a numbered folder under runs_dir; a resumed run continues from its latest checkpoint
 with its saved config. On resume only the budget and the device may change: anything else would
-no longer be the same run.
+no longer be the same run. What a stopped run logged after that checkpoint is dropped, since it is
+about to be done again. A process training in a run holds its lock (see `rundir.RunLock`).
+
+The models, the data reader and every setting are built before the run folder is made, so a mistake
+(a batch larger than the dataset, a width of 0) leaves no empty numbered folder behind.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from ganforge.data.format import PreparedDataset
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config
 from ganforge.train.loop import Trainer, device_kind
-from ganforge.train.rundir import new_run_dir
+from ganforge.train.rundir import RunLock, forget_after, new_run_dir
 
 RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints", "eval_minutes", "patience"}
 
@@ -43,31 +48,52 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     if dry_run:
         return TrainResult(None, config, "dry-run")
     description = f"{Path(data).resolve().name}-{config.model['name']}"
-    run_dir = _make_run_dir(Path(config.runs_dir), description, config.device)
-    trainer = Trainer(config, run_dir, progress=progress)
-    stopped_by = trainer.run()
-    trainer.dist.close()
+    trainer = Trainer(config, None, progress=progress)
+    run_dir, lock = _make_run_dir(Path(config.runs_dir), description, config.device)
+    trainer.run_dir = run_dir
+    try:
+        stopped_by = trainer.run()
+    except BaseException:
+        if trainer.dist.is_main and not ckpt.list_checkpoints(run_dir / "checkpoints"):  # nothing worth keeping yet
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        trainer.dist.close()
+        if lock is not None:
+            lock.release()
     return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
 
 
-def _make_run_dir(runs: Path, description: str, device: str) -> Path:
+def _make_run_dir(runs: Path, description: str, device: str) -> tuple[Path, RunLock | None]:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return new_run_dir(runs, description)
-    # under torchrun every rank must agree on the folder: rank 0 makes it, the others wait for its name
+        return new_run_dir(runs, description, lock=True)
+    # under torchrun every rank must agree on the folder: rank 0 makes it (and holds its lock), the others
+    # wait for its name
     import torch.distributed as dist
 
     from ganforge.train.distributed import Distributed
 
     Distributed.from_environment(device_kind(device))
-    names = [str(new_run_dir(runs, description)) if dist.get_rank() == 0 else None]
+    made = new_run_dir(runs, description, lock=True) if dist.get_rank() == 0 else (None, None)
+    names = [str(made[0]) if made[0] else None]
     dist.broadcast_object_list(names, src=0)
-    return Path(names[0])
+    return Path(names[0]), made[1]
 
 
 def _resume(run_dir: Path, overrides: dict[str, Any], dry_run: bool, progress: bool) -> TrainResult:
     config_file = run_dir / "config.yaml"
     if not config_file.exists():
         raise ConfigError(f"{run_dir} is not a ganforge run (no config.yaml). Give the run folder, e.g. runs/00003-...")
+    lock = RunLock(run_dir).acquire() if int(os.environ.get("RANK", "0")) == 0 and not dry_run else None
+    try:
+        return _resume_locked(run_dir, overrides, dry_run, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _resume_locked(run_dir: Path, overrides: dict[str, Any], dry_run: bool, progress: bool) -> TrainResult:
+    config_file = run_dir / "config.yaml"
     found = ckpt.latest_loadable(run_dir / "checkpoints")
     if found is None:
         raise ConfigError(f"{run_dir} has no loadable checkpoint to resume from.")
@@ -85,6 +111,10 @@ def _resume(run_dir: Path, overrides: dict[str, Any], dry_run: bool, progress: b
     if progress:
         print(f"Resuming {run_dir} from {path.name} ({state['images_seen'] / 1000:.1f} kimg).")
     trainer = Trainer(config, run_dir, state=state, progress=progress)
-    stopped_by = trainer.run()
-    trainer.dist.close()
+    if trainer.dist.is_main:
+        forget_after(run_dir, state["images_seen"])
+    try:
+        stopped_by = trainer.run()
+    finally:
+        trainer.dist.close()
     return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
