@@ -182,6 +182,19 @@ def snapshot(root: Path) -> dict:
 
 
 
+def make_many(src: Path, n: int = 40, fmt: str = "PNG") -> None:
+    """Enough distinct images for three chunks (chunks hold at least 16 files)."""
+    for i in range(n):
+        write(src / f"{i:03d}.{fmt.lower()}", encode(solid((i * 6, 255 - i * 6, (i * 37) % 256)), fmt))
+
+
 def with_one_good_image(src: Path) -> Path:
     """Keep a preparation from failing for want of any usable image."""
     return write(src / "good.png", encode(solid(GREEN)))
+
+
+def die_abruptly(task):
+    """Stands in for process_chunk in a worker that is killed mid-chunk (by the kernel, for memory).
+
+    It lives here, not in a test file, because a worker process imports it by name: this module is cheap."""
+    os._exit(9)

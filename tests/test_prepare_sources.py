@@ -22,6 +22,7 @@ from awkward import (  # the file makers and readers these tests are written in
     image_of,
     images,
     included,
+    make_many,
     noise_jpeg,
     png_bomb,
     prepare,
@@ -269,12 +270,6 @@ def test_no_labels_by_default(src, out):
 
 
 # --- resuming, reusing, refusing -----------------------------------------------------------------
-
-
-def make_many(src: Path, n: int = 40, fmt: str = "PNG") -> None:
-    """Enough distinct images for three chunks (chunks hold at least 16 files)."""
-    for i in range(n):
-        write(src / f"{i:03d}.{fmt.lower()}", encode(solid((i * 6, 255 - i * 6, (i * 37) % 256)), fmt))
 
 
 def interrupt_after_one_chunk(monkeypatch, src: Path, out: Path) -> int:

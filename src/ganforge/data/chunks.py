@@ -8,6 +8,7 @@ interrupted preparation redoes nothing that finished. Merging drops byte-identic
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ganforge.data import decode
 from ganforge.data.decode import DecodeOptions, Skip, decode_image, fit_image
 from ganforge.data.format import NpyStreamWriter, save_npy_atomic, write_json_atomic
 from ganforge.data.sources import SourceFile, TarSource
@@ -54,15 +56,16 @@ def run_chunks(source, chunks: list[list[SourceFile]], todo: list[int], opts: De
         running = set()
         try:
             for task in tasks:
-                running.add(pool.submit(process_chunk, task))
+                with _sigint_blocked():  # submit starts the workers: they must be born deaf to Ctrl-C
+                    running.add(pool.submit(process_chunk, task))
                 if len(running) >= 2 * workers:  # bounded: a tar's bytes are never all in memory
                     done, running = wait(running, return_when=FIRST_COMPLETED)
                     for future in done:
                         advance(future.result())
             for future in running:
                 advance(future.result())
-        except KeyboardInterrupt:
-            pool.shutdown(wait=True, cancel_futures=True)  # let chunks in progress finish cleanly
+        except BaseException:  # Ctrl-C, a full disk, a worker killed: start no more chunks
+            pool.shutdown(wait=True, cancel_futures=True)  # and let chunks in progress finish cleanly
             raise
 
 
@@ -73,6 +76,24 @@ def _available_cores() -> int:
 def _ignore_sigint() -> None:
     # Ctrl-C reaches the whole process group; the main process alone decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread while it starts worker processes.
+
+    A worker inherits the mask through fork and exec, so a Ctrl-C that arrives while it is still
+    importing (before `_ignore_sigint` runs) cannot kill it and break the pool; setting SIG_IGN then
+    discards the pending signal. Here the signal stays pending until the block ends, and the
+    KeyboardInterrupt is raised then."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks (and no process groups)
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _tasks(source, chunks, todo, opts, work) -> Iterator[Task]:
@@ -86,14 +107,14 @@ def _tasks(source, chunks, todo, opts, work) -> Iterator[Task]:
 
 def _tar_tasks(source: TarSource, chunks, todo, opts, work) -> Iterator[Task]:
     """Stream the archive once, handing each chunk its members' bytes (None: the archive ended)."""
-    wanted = {f.name for i in todo for f in chunks[i]}
+    wanted = {f.name for i in todo for f in chunks[i] if _may_read(f, opts)}
     stream = source.iter_bytes(wanted)
     early: dict[str, list[bytes]] = {}
     for i in todo:
         payload = []
         for f in chunks[i]:
             data = early[f.name].pop(0) if early.get(f.name) else None
-            while data is None:
+            while data is None and f.name in wanted:
                 item = next(stream, None)
                 if item is None:
                     break
@@ -103,6 +124,14 @@ def _tar_tasks(source: TarSource, chunks, todo, opts, work) -> Iterator[Task]:
                     early.setdefault(item[0], []).append(item[1])
             payload.append(data)
         yield (i, chunks[i], payload, None, opts, work)
+
+
+def _may_read(f: SourceFile, opts: DecodeOptions) -> bool:
+    try:
+        decode.check_file_size(f.size, opts)
+    except Skip:
+        return False  # never read into memory: process_chunk reports it
+    return True
 
 
 def process_chunk(task: Task) -> int:
@@ -117,6 +146,7 @@ def process_chunk(task: Task) -> int:
                 record["sha256"] = hashlib.sha256(array.tobytes()).hexdigest()
                 result, gray = fit_image(Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array), opts)
             else:
+                decode.check_file_size(f.size, opts)
                 data = payload[k] if payload is not None else _read(reader, f)
                 if data is None:
                     raise Skip("unreadable", "the archive ended before this file could be read")

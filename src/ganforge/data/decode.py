@@ -25,6 +25,10 @@ warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 CROP_MODES = ("center", "pad", "stretch")
 DEFAULT_MAX_PIXELS = 178_956_970  # Pillow's own "this is a bomb" threshold (2 x 89.5 MP)
+# No image file needs more than 16 bytes a pixel (uncompressed float RGBA) plus its metadata, so a
+# bigger file is refused before it is read into memory (a 50 GB file would otherwise kill a worker).
+MAX_BYTES_PER_PIXEL = 16
+MAX_METADATA_BYTES = 64 << 20
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _GRAY_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
@@ -47,6 +51,14 @@ class DecodeOptions:
     keep_alpha: bool = False
     min_size: int = 0
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+def check_file_size(size: int, opts: DecodeOptions) -> None:
+    """Raise `Skip` for a file too big to be an image within `max_pixels`, before it is read."""
+    limit = opts.max_pixels * MAX_BYTES_PER_PIXEL + MAX_METADATA_BYTES
+    if size > limit:
+        raise Skip("too large to decode", f"{size:,} bytes is more than any image of at most "
+                                          f"{opts.max_pixels:,} pixels needs ({limit:,} bytes)")
 
 
 def decode_image(data: bytes, opts: DecodeOptions) -> tuple[np.ndarray, bool]:

@@ -33,6 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ganforge.errors import GanforgeError
+from ganforge.files import DiskFullError, disk_full_message, is_disk_full
 
 T = TypeVar("T")
 
@@ -199,7 +200,6 @@ class _Places:
                 f"<mirror>/{name}/ and pass --mirror <mirror> (or set GANFORGE_MIRROR), or copy it to "
                 f"{cached.parent}/.")
         url = base + filename
-        cached.parent.mkdir(parents=True, exist_ok=True)
         part = _download(url, cached.parent, f"{name}/{filename}", self.progress)
         try:
             hint = (f"The download from {url} was corrupt and has been removed; try again, or use a "
@@ -229,7 +229,14 @@ def _download(url: str, folder: Path, relative: str, progress: bool) -> Path:
     `relative` is `<dataset>/<file>`, the place the file would have in a mirror folder.
     """
     filename = relative.rsplit("/", 1)[-1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(disk_full_message(folder, f"the download of {filename}")) from None
+        raise FetchError(f"Cannot write into the dataset cache {folder} ({err.strerror or err}): set GANFORGE_CACHE "
+                         "to a folder you can write to, or use a mirror folder (--mirror / GANFORGE_MIRROR).") from None
     part = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
@@ -241,6 +248,8 @@ def _download(url: str, folder: Path, relative: str, progress: bool) -> Path:
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError) as err:
         part.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise DiskFullError(disk_full_message(folder, f"the download of {filename}")) from None
         raise FetchError(f"Could not download {url} ({err}). If this machine is offline, put the file "
                          f"at <folder>/{relative} and pass --mirror <folder> or set GANFORGE_MIRROR.") from None
     except BaseException:  # Ctrl-C included: never leave the partial file behind

@@ -39,24 +39,37 @@ class PreparedDataset:
         self.manifest = read_manifest(self.path)
         self.kind: str = self.manifest["kind"]
         self.class_names: list[str] | None = self.manifest.get("classes")
+        count = int(self.manifest["count"])
         if self.kind == "points":
-            self.points = np.load(self.path / "points.npy", mmap_mode="r")
+            self.points = load_array(self.path / "points.npy", mmap=True)  # (N, 2)
             self.images = None
-            count = len(self.points)
+            self._check_shape(self.points, "points.npy", (count, 2), np.float32)
         else:
-            self.images = np.load(self.path / "images.npy", mmap_mode="r")  # (N, H, W, C)
-            count = len(self.images)
-            expected = (self.manifest["count"], self.resolution, self.resolution, self.channels)
-            if self.images.dtype != np.uint8 or tuple(self.images.shape) != expected:
-                raise DatasetError(
-                    f"{self.path / 'images.npy'} has shape {self.images.shape} ({self.images.dtype}) "
-                    f"but the manifest says {expected} uint8. The folder was changed after preparation: "
-                    "prepare it again."
-                )
+            self.images = load_array(self.path / "images.npy", mmap=True)  # (N, H, W, C)
+            self.points = None
+            self._check_shape(self.images, "images.npy", (count, self.resolution, self.resolution, self.channels),
+                              np.uint8)
         labels_file = self.path / "labels.npy"
-        self.labels = np.load(labels_file) if labels_file.exists() else None
-        if self.labels is not None and len(self.labels) != count:
-            raise DatasetError(f"{labels_file} has {len(self.labels)} labels for {count} items: prepare again.")
+        # a manifest with classes promises labels: without them training would silently ignore the classes
+        self.labels = load_array(labels_file) if labels_file.exists() or self.class_names else None
+        if self.labels is not None:
+            self._check_labels(labels_file, count)
+
+    def _check_shape(self, array: np.ndarray, name: str, expected: tuple[int, ...], dtype) -> None:
+        if array.dtype != dtype or tuple(array.shape) != expected:
+            raise DatasetError(
+                f"{self.path / name} has shape {array.shape} ({array.dtype}) but the manifest says {expected} "
+                f"{np.dtype(dtype).name}. The folder was changed after preparation: prepare it again."
+            )
+
+    def _check_labels(self, labels_file: Path, count: int) -> None:
+        labels = self.labels
+        if labels.ndim != 1 or len(labels) != count:
+            raise DatasetError(f"{labels_file} has {labels.shape} labels for {count} items: prepare again.")
+        classes = len(self.class_names or [])
+        if labels.dtype.kind not in "iu" or (count and not (0 <= labels.min() and labels.max() < max(classes, 1))):
+            raise DatasetError(f"{labels_file} holds values outside the {classes} classes of the manifest "
+                               f"({labels.dtype}): the folder was changed after preparation, prepare it again.")
 
     @property
     def resolution(self) -> int:
@@ -98,13 +111,54 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DatasetError(f"{manifest_file} is unreadable ({exc}): prepare the dataset again.") from None
-    if manifest.get("format") != FORMAT_NAME:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise DatasetError(f"{manifest_file} is not a ganforge manifest.")
-    if manifest.get("version", 0) > FORMAT_VERSION:
-        raise DatasetError(
-            f"{path} was prepared by a newer ganforge (format version {manifest['version']}); upgrade ganforge."
-        )
+    version = manifest.get("version", 0)
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise DatasetError(f"{path} was prepared by a newer ganforge (format version {version}); upgrade ganforge.")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise DatasetError(f"{manifest_file} is damaged ({problem}): prepare the dataset again.")
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is wrong with a manifest's fields that readers rely on, or None."""
+    kind = manifest.get("kind")
+    if kind not in ("images", "points"):
+        return f"kind is {kind!r}, not images or points"
+    needed = ("count",) if kind == "points" else ("count", "resolution", "channels")
+    for key in needed:
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "count" else 1):
+            return f"{key} is {value!r}"
+    if kind == "points" and not isinstance(manifest.get("modes"), list):
+        return "modes is missing"
+    classes = manifest.get("classes")
+    if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        return "classes is not a list of names"
+    return None
+
+
+def load_array(path: Path, *, mmap: bool = False) -> np.ndarray:
+    """A .npy file of a prepared dataset, or a DatasetError saying it is missing or damaged."""
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        if magic != b"\x93NUMPY":  # also keeps np.load from opening a zip (.npz) or a pickle
+            raise ValueError("not a .npy file")
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetError(f"{path} is missing: the folder is incomplete, prepare the dataset again.") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"{path} is truncated or damaged ({_short(exc)}): prepare the dataset again "
+                           "(ganforge prepare ... --overwrite).") from None
+    return array
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -125,7 +179,11 @@ class NpyStreamWriter:
         self._context = atomic_write(path, what=path.name)
         self.handle = self._context.__enter__()
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-        np.lib.format.write_array_header_2_0(self.handle, header)
+        try:
+            np.lib.format.write_array_header_2_0(self.handle, header)
+        except BaseException as error:  # the temporary file is removed (and a full disk translated) here too
+            self._context.__exit__(type(error), error, error.__traceback__)
+            raise
 
     def write(self, rows: np.ndarray) -> None:
         rows = np.ascontiguousarray(rows, dtype=self.dtype)

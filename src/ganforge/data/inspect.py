@@ -10,7 +10,15 @@ import numpy as np
 from PIL import Image
 
 from ganforge.data.format import PreparedDataset
+from ganforge.errors import GanforgeError
+from ganforge.files import atomic_write, is_disk_full
 from ganforge.pictures import image_grid, labelled_rows, points_plot
+
+MAX_SHEET_PIXELS = 64 << 20  # the pixels of every image drawn together: a sheet stays viewable and small
+
+
+class InspectError(GanforgeError):
+    pass
 
 
 @dataclass
@@ -42,7 +50,12 @@ def inspect_dataset(path: str | os.PathLike, *, out: str | os.PathLike | None = 
                     count: int = 64, seed: int = 0) -> Inspection:
     """Count a prepared dataset and draw `count` random items into a PNG (default: PATH/contact-sheet.png)."""
     dataset = PreparedDataset(path)
-    target = Path(out) if out else dataset.path / "contact-sheet.png"
+    target = Path(out).expanduser() if out else dataset.path / "contact-sheet.png"
+    picture_format = _picture_format(target)
+    if dataset.kind != "points":
+        _check_count(count, dataset.resolution)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InspectError(f"--seed must be 0 or more, not {seed!r}.")
     rng = np.random.default_rng(seed)
     if dataset.kind == "points":
         sheet = points_plot(np.asarray(dataset.points[:20_000]), modes=np.asarray(dataset.manifest["modes"]))
@@ -51,9 +64,38 @@ def inspect_dataset(path: str | os.PathLike, *, out: str | os.PathLike | None = 
     else:
         picks = np.sort(rng.choice(len(dataset), size=min(count, len(dataset)), replace=False))
         sheet = image_grid(np.asarray(dataset.images[picks]))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(target)
+    _save(sheet, target, picture_format)
     return Inspection(dataset, target, dataset.manifest.get("skipped_by_reason") or {})
+
+
+def _check_count(count, resolution: int) -> None:
+    most = max(1, MAX_SHEET_PIXELS // (resolution * resolution))
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or not 1 <= count <= most:
+        raise InspectError(f"--count must be between 1 and {most:,} images at {resolution}x{resolution}, not {count!r}.")
+
+
+def _picture_format(target: Path) -> str:
+    """Pillow's format for the sheet's file name; refused before any work when it is not a picture."""
+    if target.is_dir():
+        raise InspectError(f"--out {target} is a folder: give a file name, for example {target / 'contact-sheet.png'}.")
+    picture_format = Image.registered_extensions().get(target.suffix.lower())
+    if picture_format not in ("PNG", "JPEG", "WEBP", "BMP", "TIFF"):
+        raise InspectError(f"--out {target} is not a picture file name: end it in .png (or .jpg, .webp).")
+    return picture_format
+
+
+def _save(sheet: Image.Image, target: Path, picture_format: str) -> None:
+    if picture_format == "JPEG":
+        sheet = sheet.convert("RGB")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(target, what="the contact sheet") as handle:
+            sheet.save(handle, picture_format)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise InspectError(f"Cannot write the contact sheet {target} ({exc.strerror or exc}). "
+                           "Give --out a file in a folder you can write to.") from None
 
 
 def _sheet_by_class(dataset: PreparedDataset, per_class: int, rng: np.random.Generator) -> Image.Image:

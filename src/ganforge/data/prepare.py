@@ -8,12 +8,14 @@ report and, last, the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
 from collections import Counter
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,12 +26,24 @@ from tqdm import tqdm
 from ganforge import __version__
 from ganforge.data.chunks import chunk_done, chunk_size, collect_records, run_chunks, settle_channels, write_images
 from ganforge.data.decode import CROP_MODES, DEFAULT_MAX_PIXELS, DecodeOptions
-from ganforge.data.format import FORMAT_NAME, FORMAT_VERSION, MANIFEST, REPORT, save_npy_atomic, write_json_atomic
+from ganforge.data.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    REPORT,
+    DatasetError,
+    PreparedDataset,
+    save_npy_atomic,
+    write_json_atomic,
+)
 from ganforge.data.sources import Skipped, SourceFile, label_root, open_source
 from ganforge.errors import GanforgeError
+from ganforge.files import TMP_SUFFIX, DiskFullError, disk_full_message, is_disk_full, remove_stale_tmp
 
 PARTIAL = ".partial"
-_OUTPUTS = (MANIFEST, REPORT, "images.npy", "labels.npy", "points.npy", "contact-sheet.png", PARTIAL)
+_OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "points.npy", "contact-sheet.png")
+_OUTPUTS = (*_OUTPUT_FILES, PARTIAL)
+MIN_RESOLUTION, MAX_RESOLUTION = 4, 4096
 
 
 class PrepareError(GanforgeError):
@@ -59,15 +73,18 @@ class PrepareOptions:
         if str(self.channels) not in ("auto", "1", "3", "4"):
             raise PrepareError(f"channels must be auto, 1, 3 or 4, not {self.channels!r}.")
         self.background_rgb()
-        if kind != "points":
-            if self.resolution is None:
-                raise PrepareError("--resolution is required for images, for example --resolution 64.")
-            if not 4 <= int(self.resolution) <= 4096:
-                raise PrepareError(f"resolution must be between 4 and 4096 pixels, not {self.resolution}.")
-        if self.count < 1:
-            raise PrepareError("count must be at least 1.")
+        _check_whole("--workers", self.workers, 0, "0 (one per core) or more processes")
+        if kind == "points":
+            _check_whole("--count", self.count, 1, "at least 1 point")
+            _check_whole("--seed", self.seed, 0, "0 or more")
+            return
+        check_resolution(self.resolution)
+        _check_whole("--min-size", self.min_size, 0, "0 (no minimum) or more pixels")
+        _check_whole("--max-pixels", self.max_pixels, 1, "at least 1 pixel")
 
     def background_rgb(self) -> tuple[int, int, int]:
+        if not isinstance(self.background, str):
+            raise PrepareError(f"background must be a colour name or #rrggbb, not {self.background!r}.")
         try:
             return ImageColor.getrgb(self.background)[:3]
         except ValueError:
@@ -81,6 +98,25 @@ class PrepareOptions:
             return {"count": self.count, "seed": self.seed}
         keep = ("resolution", "crop", "labels", "channels", "background", "min_size", "max_pixels")
         return {k: (str(v) if k == "channels" else v) for k, v in asdict(self).items() if k in keep}
+
+
+def check_resolution(resolution) -> None:
+    """Training builds its networks by doubling, so a prepared resolution is a power of two."""
+    if resolution is None:
+        raise PrepareError("--resolution is required for images, for example --resolution 64.")
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
+        raise PrepareError(f"resolution must be a whole number of pixels, for example 64, not {resolution!r}.")
+    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
+        raise PrepareError(f"resolution must be between {MIN_RESOLUTION} and {MAX_RESOLUTION} pixels, not {resolution}.")
+    if resolution & (resolution - 1):
+        lower = 1 << (int(resolution).bit_length() - 1)
+        raise PrepareError(f"resolution must be a power of two (the models double their size layer by layer), "
+                           f"not {resolution}: use {lower} or {2 * lower}.")
+
+
+def _check_whole(flag: str, value, minimum: int, allowed: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise PrepareError(f"{flag} must be {allowed}, not {value!r}.")
 
 
 @dataclass
@@ -124,24 +160,43 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
     except TypeError as exc:
         raise PrepareError(f"{exc}. Known options: {', '.join(PrepareOptions.__dataclass_fields__)}.") from None
     out = Path(out).expanduser()
+    opts.validate(_kind_of(str(src)))  # before resolving: a named dataset may take minutes to load
     source = _resolve_source(str(src), out, opts)
-    opts.validate(source.kind)
     settings = {"source": source.identity, **opts.output_settings(source.kind)}
     previous = _previous_manifest(out)
-    if source.kind == "points":
-        if _reuse_or_clear(out, previous, settings, None, opts.overwrite):
-            return _reused(out, previous)
-        out.mkdir(parents=True, exist_ok=True)
-        return _prepare_points(source, out, opts, settings)
-    if progress:
-        print(f"Scanning {src} ...", file=sys.stderr, flush=True)
-    files, skipped = source.scan()
-    files, skipped, class_of = _assign_classes(source, files, skipped, opts)
-    digest = _digest(files)
+    _check_writable(out)  # before the scan, which may take minutes on a large archive
+    digest = None
+    if source.kind != "points":
+        if progress:
+            print(f"Scanning {src} ...", file=sys.stderr, flush=True)
+        files, skipped = source.scan()
+        files, skipped, class_of = _assign_classes(source, files, skipped, opts)
+        digest = _digest(files)
     if _reuse_or_clear(out, previous, settings, digest, opts.overwrite):
-        return _reused(out, previous)
-    out.mkdir(parents=True, exist_ok=True)
-    return _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress)
+        damage = _damage(out)
+        if damage is None:
+            _remove_leftovers(out, (PARTIAL,))  # a kill after the manifest was written, before the clean-up
+            return _reused(out, previous)
+        print(f"{out} was prepared with these settings but is damaged, so it is prepared again. ({damage})",
+              file=sys.stderr, flush=True)
+        _remove_leftovers(out, _OUTPUTS)
+    _make_folder(out, out)
+    _remove_leftovers(out, tuple(name for name in _OUTPUT_FILES if name != MANIFEST))
+    try:
+        if source.kind == "points":
+            return _prepare_points(source, out, opts, settings)
+        return _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress)
+    except PermissionError as exc:  # e.g. the folder was made read-only while preparing
+        raise PrepareError(_unwritable_message(out, Path(exc.filename or out).parent, exc)) from None
+
+
+def _damage(out: Path) -> str | None:
+    """Why a finished preparation cannot be read (a file truncated or replaced since), or None."""
+    try:
+        PreparedDataset(out)
+    except DatasetError as exc:
+        return str(exc)
+    return None
 
 
 def _reused(out: Path, manifest: dict) -> PrepareResult:
@@ -173,6 +228,12 @@ class _PointSource:
     def __init__(self, name: str):
         self.name = name
         self.identity = f"points:{name}"
+
+
+def _kind_of(src: str) -> str:
+    from ganforge.data.synthetic import MIXTURES
+
+    return "points" if src in MIXTURES and not Path(src).expanduser().exists() else "images"
 
 
 def _resolve_source(src: str, out: Path, opts: PrepareOptions):
@@ -220,16 +281,78 @@ def _previous_manifest(out: Path) -> dict | None:
             raise PrepareError(f"{out} holds a {MANIFEST} that ganforge did not write (or that is damaged). "
                                "Choose a new or empty output folder; ganforge never deletes files it did not make.")
         return manifest
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in _OUTPUTS)
+    foreign = sorted(p.name for p in out.iterdir() if not _is_ours(p))
     if foreign:
         raise PrepareError(f"{out} is not empty and holds no prepared dataset ({', '.join(foreign[:3])}"
                            f"{', ...' if len(foreign) > 3 else ''}). Choose a new or empty folder.")
     return None
 
 
+def _is_ours(path: Path) -> bool:
+    """A name ganforge writes, of the kind it writes; `name.tmp` is a file a kill -9 left mid-write."""
+    name = path.name
+    if name == PARTIAL:
+        return path.is_dir() and not path.is_symlink()
+    if name.endswith(TMP_SUFFIX):
+        name = name[: -len(TMP_SUFFIX)]
+    return name in _OUTPUT_FILES and path.is_file()
+
+
+def _remove_leftovers(out: Path, names: tuple[str, ...]) -> None:
+    """Delete ganforge's own files from an earlier, unfinished run: `names` and every output's `.tmp`."""
+    remove_stale_tmp(out, _OUTPUT_FILES)
+    for name in names:
+        target = out / name
+        if name == PARTIAL and _is_ours(target):
+            shutil.rmtree(target)
+        elif name != PARTIAL and target.is_file():
+            target.unlink()
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse early an output that cannot be created or written (a read-only disk, another user's folder)."""
+    folder = _existing_parent(out)
+    if folder is None:
+        return  # let mkdir say what is wrong
+    if not folder.is_dir():
+        raise PrepareError(f"The output {out} cannot be created: {folder} is a file, not a folder. "
+                           "Choose another output folder.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PrepareError(_unwritable_message(out, folder, "no permission, or a read-only disk"))
+
+
+def _make_folder(path: Path, out: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(disk_full_message(path, "the output folder")) from None
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            raise PrepareError(f"The output {out} cannot be created: {exc.filename or path} is in the way (a file, "
+                               "or a link to nowhere). Choose another output folder.") from None
+        raise PrepareError(_unwritable_message(out, _existing_parent(path) or path, exc)) from None
+
+
+def _unwritable_message(out: Path, folder: Path, reason) -> str:
+    if isinstance(reason, OSError):
+        reason = reason.strerror or str(reason)
+    return (f"Cannot write the output {out}: ganforge may not create files in {folder} ({str(reason).lower()}). "
+            "Choose an output folder you can write to (for example one in your home folder), "
+            "or ask the owner of that folder for access.")
+
+
+def _existing_parent(path: Path) -> Path | None:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def _reuse_or_clear(out: Path, previous: dict | None, settings: dict, digest: str | None, overwrite: bool) -> bool:
     """True when `out` already holds exactly this preparation. Clears another one only on request."""
     if previous is None:
+        if overwrite and out.is_dir():
+            _remove_leftovers(out, _OUTPUTS)  # an unfinished one too: --overwrite starts afresh
         return False
     old = previous.get("settings") or {}
     if old == settings and previous.get("files_digest") == digest and not overwrite:
@@ -240,13 +363,14 @@ def _reuse_or_clear(out: Path, previous: dict | None, settings: dict, digest: st
             "the source as it was before (files were added, removed or changed since)"
         raise PrepareError(f"{out} already holds a dataset prepared from {why}. "
                            "Use --overwrite to prepare it again, or choose another output folder.")
-    for name in _OUTPUTS:
-        target = out / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    _remove_leftovers(out, _OUTPUTS)  # the manifest first: a kill while clearing leaves an unfinished folder
     return False
 
 
 # --- images --------------------------------------------------------------------------------------
+
+
+INTERRUPTED = "Interrupted. The finished part is kept: run the same command again to finish."
 
 
 def _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress) -> PrepareResult:
@@ -254,33 +378,57 @@ def _prepare_images(source, out, files, skipped, class_of, digest, opts, setting
     work = out / PARTIAL
     size = chunk_size(len(files), resolution)
     plan = {"settings": settings, "chunk_size": size, "files": digest}
-    if (work / "plan.json").exists() and json.loads((work / "plan.json").read_text()) != plan:
-        shutil.rmtree(work)  # the source or the settings changed since: the chunks are stale
-    work.mkdir(exist_ok=True)
+    if _read_plan(work) != plan:
+        _remove_leftovers(out, (PARTIAL,))  # the source or the settings changed since: the chunks are stale
+    _make_folder(work, out)
     write_json_atomic(work / "plan.json", plan)
 
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
-    todo = [i for i in range(len(chunks)) if not chunk_done(work, i)]
     decode_opts = DecodeOptions(
         resolution=resolution, crop=opts.crop, background=opts.background_rgb(),
         keep_alpha=str(opts.channels) == "4", min_size=opts.min_size, max_pixels=opts.max_pixels,
     )
-    done_files = len(files) - sum(len(chunks[i]) for i in todo)
-    with tqdm(total=len(files), initial=done_files, unit="img", desc="preparing", disable=not progress,
+    try:
+        _decode_chunks(source, chunks, work, decode_opts, opts.workers, progress)
+        return _merge(source, out, chunks, skipped, class_of, digest, opts, settings)
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr, flush=True)
+        raise
+    except BrokenProcessPool:
+        raise PrepareError(
+            "A worker process stopped abruptly (most often the system ran out of memory and killed it). "
+            "The finished part is kept: run the same command again to go on, and if this happens again, "
+            "add --workers 1 (fewer processes, less memory).") from None
+
+
+def _read_plan(work: Path) -> dict | None:
+    try:
+        return json.loads((work / "plan.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no plan, or one damaged: the chunks cannot be trusted
+
+
+def _decode_chunks(source, chunks, work, decode_opts, workers, progress) -> None:
+    todo = [i for i in range(len(chunks)) if not chunk_done(work, i)]
+    n_files = sum(map(len, chunks))
+    done_files = n_files - sum(len(chunks[i]) for i in todo)
+    with tqdm(total=n_files, initial=done_files, unit="img", desc="preparing", disable=not progress,
               dynamic_ncols=True, smoothing=0.1) as bar:
         if done_files and progress:
-            bar.write(f"Resuming: {done_files:,} of {len(files):,} files were already done.")
-        try:
-            run_chunks(source, chunks, todo, decode_opts, work, opts.workers, bar.update)
-        except KeyboardInterrupt:
-            bar.write("Interrupted. The finished part is kept: run the same command again to finish.")
-            raise
+            bar.write(f"Resuming: {done_files:,} of {n_files:,} files were already done.", file=sys.stderr)
+        run_chunks(source, chunks, todo, decode_opts, work, workers, bar.update)
 
+
+def _merge(source, out, chunks, skipped, class_of, digest, opts, settings) -> PrepareResult:
+    """Chunks to images.npy, labels, the report and, last, the manifest."""
+    work = out / PARTIAL
+    resolution = int(opts.resolution)
     included, dropped, keep = collect_records(work, len(chunks))
     skipped = [{"source": s.source, "reason": s.reason, "detail": s.detail} for s in skipped] + dropped
     skipped.sort(key=lambda s: s["source"])
     if not included:
         write_json_atomic(out / REPORT, {"source": settings["source"], "included": [], "skipped": skipped})
+        _remove_leftovers(out, (PARTIAL,))  # nothing to resume: every file was looked at
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(s["reason"] for s in skipped).most_common())
         raise PrepareError(f"No usable image found in {settings['source'].split(':', 1)[1]} "
                            f"({reasons or 'the source is empty'}). Every file and its reason: {out / REPORT}")
@@ -354,7 +502,13 @@ def _digest(files: list[SourceFile]) -> str:
 def _prepare_points(source: _PointSource, out: Path, opts: PrepareOptions, settings: dict) -> PrepareResult:
     from ganforge.data.synthetic import MIXTURES, gaussian_mixture
 
-    points, modes = gaussian_mixture(source.name, opts.count, seed=opts.seed)
+    try:
+        points, modes = gaussian_mixture(source.name, opts.count, seed=opts.seed)
+    except MemoryError:
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if it is empty: made for this run
+        raise PrepareError(f"{opts.count:,} points do not fit in memory (about {opts.count * 32 / 2**30:.1f} GiB "
+                           "are needed): use a smaller --count, such as the default 100000.") from None
     spec = MIXTURES[source.name]
     save_npy_atomic(out / "points.npy", points.astype(np.float32))
     save_npy_atomic(out / "labels.npy", modes.astype(np.int64))

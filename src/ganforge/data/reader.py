@@ -12,6 +12,11 @@ import numpy as np
 import torch
 
 from ganforge.data.format import PreparedDataset
+from ganforge.errors import GanforgeError
+
+
+class BatchSizeError(GanforgeError, ValueError):
+    """A batch that does not fit the dataset: the user's setting, so a sentence and not a traceback."""
 
 
 class BatchReader:
@@ -34,9 +39,9 @@ class BatchReader:
         self.dataset = dataset if isinstance(dataset, PreparedDataset) else PreparedDataset(dataset)
         global_batch = batch_size * world_size
         if not 1 <= global_batch <= len(self.dataset):
-            raise ValueError(
+            raise BatchSizeError(
                 f"batch size {batch_size} x {world_size} process(es) does not fit a dataset of "
-                f"{len(self.dataset)} items: use a batch size of at most {len(self.dataset) // world_size}."
+                f"{len(self.dataset)} items: use a batch size (batch_size=) of at most {len(self.dataset) // world_size}."
             )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")

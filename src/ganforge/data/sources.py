@@ -230,10 +230,23 @@ def open_source(path: Path) -> FolderSource | ZipSource | TarSource:
         return ZipSource(path)
     if kind == "tar":
         return TarSource(path)
-    raise SourceError(
-        f"{path} is a single file that is not a zip or tar archive. "
-        "Point prepare at a folder of images, a .zip, a .tar(.gz), or a dataset name."
-    )
+    hint = "Point prepare at a folder of images, a .zip, a .tar(.gz), or a dataset name."
+    if not path.is_file():
+        raise SourceError(f"{path} is not a file or a folder (a device, pipe or socket). {hint}")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise SourceError(f"{path} cannot be read ({exc.strerror or exc}).") from None
+    if not head:
+        raise SourceError(f"{path} is empty (0 bytes): a download or a copy that did not finish? {hint}")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise SourceError(f"{path} starts like a zip archive but is damaged or cut short (its index at the end is "
+                          "missing): download or copy it again.")
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")):
+        raise SourceError(f"{path} is compressed but holds no readable tar archive (damaged, cut short, or a single "
+                          f"compressed file): download or copy it again, or decompress it yourself. {hint}")
+    raise SourceError(f"{path} is a single file that is not a zip or tar archive. {hint}")
 
 
 def label_root(names: list[str]) -> str:
