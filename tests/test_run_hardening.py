@@ -371,3 +371,63 @@ def test_deterministic_resume_is_bit_identical_where_kernels_use_threads(tmp_pat
 def test_trainer_refuses_a_batch_larger_than_the_dataset(digits, tmp_path):
     with pytest.raises(TrainingError, match="batch_size=4096 is larger than the dataset"):
         Trainer(build_config(str(digits), "dcgan-small", {**TINY, "batch_size": 4096}), None, progress=False)
+
+
+def test_a_full_disk_while_training_says_how_to_continue(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    last = ckpt.latest_loadable(run / "checkpoints")[1]["images_seen"]
+    next_tmp = run / "checkpoints" / f"{ckpt.checkpoint_path(run, last + 32).name}.tmp"
+    next_tmp.symlink_to("/dev/full")  # the next checkpoint's write fails with ENOSPC
+    with pytest.raises(TrainingError, match=f"is full.*intact.*ganforge train --resume {run}"):
+        train_gan(resume=run, overrides={"kimg": (last + 64) / 1000}, progress=False)
+    assert not os.path.lexists(next_tmp)
+    assert ckpt.latest_loadable(run / "checkpoints")[1]["images_seen"] == last
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "ring8"
+    prepare_dataset("ring8", out, count=512, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{digits}", "--preset", "points"], "holds images, and model mlp makes 2-D points"),
+    (["{ring}", "--preset", "dcgan"], "is a set of 2-D points, and model dcgan makes images"),
+    (["{digits}", "kimg=1", "kimg=2"], "kimg is given twice"),
+    (["{digits}", "tick_kimg=0.00001"], "tick_kimg must be at least 0.001"),
+    (["{digits}", "runs_dir=/proc/ganforge-test/runs"], "Cannot make the runs folder"),
+    (["{digits}", "--preset", "{bad_yaml}"], "is not valid YAML"),
+    (["--resume", "{digits}"], "is not a ganforge run"),
+])
+def test_train_mistakes_are_one_sentence(digits, ring, tmp_path, capsys, args, message):
+    bad_yaml = tmp_path / "mine.yaml"
+    bad_yaml.write_text("loss: [hinge\n")
+    filled = [a.format(digits=digits, ring=ring, bad_yaml=bad_yaml) for a in args]
+    assert main(["train", *filled, "-q", f"runs_dir={tmp_path / 'runs'}"] if "runs_dir" not in args[-1]
+                else ["train", *filled, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not list((tmp_path / "runs").glob("0*")) if (tmp_path / "runs").exists() else True
+
+
+def test_yes_and_no_read_as_words_where_a_word_is_expected(digits):
+    assert build_config(str(digits), None, parse_overrides(["conditional=yes"])).conditional == "yes"
+    assert build_config(str(digits), None, parse_overrides(["conditional=no"])).conditional == "no"
+
+
+def test_resume_survives_a_damaged_config_yaml_and_names_a_moved_dataset(trained, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "config.yaml").write_text("loss: [hinge\n")  # damaged
+    result = train_gan(resume=run, overrides={"kimg": 0.128}, progress=False)
+    assert result.images_seen == 128 and "using the settings saved in the checkpoint" in capsys.readouterr().err
+    assert "loss: nonsaturating" in (run / "config.yaml").read_text()  # written again
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(result.config.data), "/nowhere/data"))
+    with pytest.raises(ConfigError, match="/nowhere/data, which is no longer there"):
+        train_gan(resume=run, overrides={"kimg": 0.16}, progress=False)

@@ -97,8 +97,8 @@ class TrainConfig:
             if value > 0.01:
                 warn(f"{name}={value:g} is far above the usual 1e-4 to 1e-3; expect training to diverge. "
                      "`ganforge health RUN` will say so if it does.")
-        if not self.tick_kimg > 0:
-            raise ConfigError(f"tick_kimg must be positive, not {self.tick_kimg}.")
+        if not self.tick_kimg >= 0.001:
+            raise ConfigError(f"tick_kimg must be at least 0.001 (one image), not {self.tick_kimg}.")
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1) (Adam's moment decay), not {getattr(self, name)}.")
@@ -142,7 +142,11 @@ def load_preset(name_or_path: str) -> dict[str, Any]:
             raise ConfigError(f"Unknown preset {name_or_path!r}; the presets are {', '.join(preset_names())}, "
                               "or give a path to a .yaml file.")
         text = (resources.files("ganforge.train.presets") / f"{name_or_path}.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Preset {name_or_path} is not valid YAML ({str(exc).splitlines()[0]}). Fix it, or "
+                          "start from a built-in preset: ganforge train DATA --preset dcgan --dry-run > mine.yaml") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Preset {name_or_path} must be a mapping of keys to values.")
     return data
@@ -153,9 +157,15 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     result = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise ConfigError(f"Override {item!r} is not of the form key=value (for example loss=hinge).")
-        result[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        if key in result:
+            raise ConfigError(f"{key} is given twice ({key}={result[key]!r} and {item}): keep one.")
+        try:
+            result[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            result[key] = value  # not YAML (e.g. an unbalanced bracket): the text as written
     return result
 
 
@@ -214,7 +224,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
         return int(value)
     if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(default, str) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    if isinstance(default, str) and isinstance(value, bool):
+        return "yes" if value else "no"  # YAML 1.1 reads yes/no/on/off as booleans
+    if isinstance(default, str) and isinstance(value, (str, int, float)):
         return str(value)
     kind = {str: "text", int: "whole number", float: "number"}[type(default)]
     raise ConfigError(f"{key} must be a {kind} (like {default!r}), not {value!r}.")

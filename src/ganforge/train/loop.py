@@ -492,6 +492,17 @@ def model_fields(config: TrainConfig, dataset: PreparedDataset) -> dict:
     use_labels = {"auto": auto, "yes": True, "no": False}[config.conditional]
     if use_labels and dataset.labels is None:
         raise TrainingError(f"conditional=yes, but {dataset.path} has no labels. Prepare it with --labels folders.")
+    from ganforge.models import MODELS
+
+    spec = MODELS.get(fields.get("name"))
+    if spec is not None:
+        takes = {f.name for f in dataclasses.fields(spec.config_class)}
+        if dataset.kind == "points" and "dims" not in takes:
+            raise TrainingError(f"{dataset.path} is a set of 2-D points, and model {spec.name} makes images: use "
+                                "--preset points (or model.name=mlp).")
+        if dataset.kind == "images" and "channels" not in takes:
+            raise TrainingError(f"{dataset.path} holds images, and model {spec.name} makes 2-D points: use "
+                                "--preset dcgan or dcgan-small.")
     if dataset.kind == "points":
         fields.setdefault("dims", 2)
     else:

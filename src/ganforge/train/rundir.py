@@ -31,7 +31,7 @@ from pathlib import Path
 from PIL import Image
 
 from ganforge.errors import GanforgeError
-from ganforge.files import numbers_check, read_jsonl, rewrite_jsonl
+from ganforge.files import is_disk_full, numbers_check, read_jsonl, rewrite_jsonl
 
 try:
     import fcntl
@@ -109,7 +109,13 @@ class RunLock:
 
 def new_run_dir(runs: Path, description: str, lock: bool = False) -> Path | tuple[Path, RunLock]:
     """Make the next numbered folder; with `lock`, also return its RunLock, taken before anyone can see it."""
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise
+        raise GanforgeError(f"Cannot make the runs folder {runs} ({exc.strerror or exc}). Choose a folder you can "
+                            "write to with runs_dir=PATH.") from None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", description).strip("-") or "run"
     fd = os.open(runs / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import yaml
 from ganforge.data.format import PreparedDataset
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config
-from ganforge.train.loop import Trainer, device_kind
+from ganforge.files import is_disk_full
+from ganforge.train.loop import Trainer, TrainingError, device_kind
 from ganforge.train.rundir import RunLock, forget_after, new_run_dir
 
 RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints", "eval_minutes", "patience"}
@@ -52,7 +54,7 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     run_dir, lock = _make_run_dir(Path(config.runs_dir), description, config.device)
     trainer.run_dir = run_dir
     try:
-        stopped_by = trainer.run()
+        stopped_by = _run(trainer)
     except BaseException:
         if trainer.dist.is_main and not ckpt.list_checkpoints(run_dir / "checkpoints"):  # nothing worth keeping yet
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -99,7 +101,7 @@ def _resume_locked(run_dir: Path, overrides: dict[str, Any], dry_run: bool, prog
         raise ConfigError(f"{run_dir} has no loadable checkpoint to resume from.")
     path, state = found
     config = TrainConfig()
-    _apply(config, yaml.safe_load(config_file.read_text(encoding="utf-8")), str(config_file))
+    _apply(config, _saved_config(config_file, state), str(config_file))
     changed = set(overrides) - RESUMABLE_KEYS
     if changed:
         raise ConfigError(f"Resuming keeps the run's settings; {', '.join(sorted(changed))} cannot change "
@@ -108,13 +110,54 @@ def _resume_locked(run_dir: Path, overrides: dict[str, Any], dry_run: bool, prog
     config.validate()
     if dry_run:
         return TrainResult(run_dir, config, "dry-run", state["images_seen"])
+    if not Path(config.data).exists():
+        raise ConfigError(f"This run trained on {config.data}, which is no longer there. Put the prepared dataset "
+                          "back at that path (or a link to it), then resume.")
     if progress:
         print(f"Resuming {run_dir} from {path.name} ({state['images_seen'] / 1000:.1f} kimg).")
+    if config.kimg and state["images_seen"] >= config.kimg * 1000:
+        print(f"note: this run has already seen {state['images_seen'] / 1000:g} kimg, which meets kimg={config.kimg:g}; "
+              "nothing to train. Give a larger budget to continue, e.g. kimg="
+              f"{max(2 * config.kimg, state['images_seen'] / 500):g}.", file=sys.stderr)
     trainer = Trainer(config, run_dir, state=state, progress=progress)
     if trainer.dist.is_main:
         forget_after(run_dir, state["images_seen"])
     try:
-        stopped_by = trainer.run()
+        stopped_by = _run(trainer)
     finally:
         trainer.dist.close()
     return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
+
+
+def _saved_config(config_file: Path, state: dict) -> dict:
+    """The run's settings from config.yaml; if that file is damaged, the copy every checkpoint holds."""
+    try:
+        saved = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        saved = exc
+    if isinstance(saved, dict):
+        return saved
+    print(f"warning: {config_file} is damaged; using the settings saved in the checkpoint (config.yaml will be "
+          "written again).", file=sys.stderr)
+    return state["config"]
+
+
+def _run(trainer: Trainer) -> str:
+    """Train; a full disk becomes a sentence that says how to continue (not "run the same command again",
+    which would start another run)."""
+    try:
+        return trainer.run()
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        found = ckpt.latest_loadable(trainer.run_dir / "checkpoints")
+        full = f"The disk holding {trainer.run_dir} is full ({_free_mib(trainer.run_dir):.0f} MiB free), so training stopped"
+        if found is None:
+            raise TrainingError(f"{full} before its first checkpoint. Free some space, then start it again.") from exc
+        raise TrainingError(f"{full}; its last checkpoint ({found[1]['images_seen'] / 1000:.1f} kimg) is intact. Free "
+                            "some space (keep_checkpoints=1 keeps fewer files), then continue with: "
+                            f"ganforge train --resume {trainer.run_dir}") from exc
+
+
+def _free_mib(path: Path) -> float:
+    return shutil.disk_usage(path).free / 2**20
