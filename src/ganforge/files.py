@@ -107,6 +107,18 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
         handle.write("\n")
 
 
+def save_image_atomic(image, path: str | os.PathLike, **options) -> None:
+    """A PIL image (or a matplotlib figure) to `path` atomically, in the format its suffix names."""
+    path = Path(path)
+    with atomic_write(path) as handle:
+        if hasattr(image, "savefig"):
+            image.savefig(handle, format=path.suffix.lstrip(".").lower() or "png", **options)
+        else:
+            from PIL import Image
+
+            image.save(handle, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"), **options)
+
+
 def remove_stale_tmp(folder: Path, names: tuple[str, ...]) -> list[str]:
     """Delete the `.tmp` files ganforge leaves only when killed mid-write (`name.tmp` for each name)."""
     removed = []

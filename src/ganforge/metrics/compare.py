@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.errors import GanforgeError
+from ganforge.files import save_image_atomic
 
 
 def _train_seconds_at(run: Path, images_seen: int) -> float | None:
@@ -71,6 +72,10 @@ def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple
     table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                       + ["| " + " | ".join(r) + " |" for r in rows])
     target = Path(out) if out else Path("compare.png")
+    if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg", ".pdf"):
+        raise GanforgeError(f"--out {target}: name a picture file ending in .png, .jpg, .svg or .pdf.")
+    if target.is_dir():
+        raise GanforgeError(f"--out {target} is a folder: name a picture file in it, e.g. {target / 'compare.png'}.")
     _plot(data, names, target)
     return table, target
 
@@ -96,5 +101,5 @@ def _plot(data: dict, names: list[str], target: Path) -> None:
         axes[row, 0].legend(fontsize=8)
     fig.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=80)
+    save_image_atomic(fig, target, dpi=80)
     plt.close(fig)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ganforge.errors import GanforgeError
+from ganforge.files import save_image_atomic, write_text_atomic
 
 
 @dataclass
@@ -228,7 +229,7 @@ def write_health_report(run: str | Path, out: str | Path | None = None) -> tuple
     lines += ["Thresholds: r_t > 0.6 with D accuracy > 90 % (overpowering); gradient norm under 1 % of its early "
               "level (vanishing); distinct neighbours under 50 % or diversity under 60 % of real data (collapse); "
               "no better KID for `patience` evaluations, else 3 (stop), with the G loss varying by over 50 % (oscillation).", ""]
-    (out / "health.md").write_text("\n".join(lines), encoding="utf-8")
+    write_text_atomic(out / "health.md", "\n".join(lines))
     return diagnosis, out / "health.md"
 
 
@@ -277,6 +278,6 @@ def _plot(run: Path, target: Path, diagnosis: Diagnosis) -> Path | None:
     for a in axes.flat:
         a.set_xlabel("kimg")
     fig.tight_layout()
-    fig.savefig(target, dpi=80)
+    save_image_atomic(fig, target, dpi=80)
     plt.close(fig)
     return target

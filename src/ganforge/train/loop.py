@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ganforge.data.format import PreparedDataset
 from ganforge.data.reader import BatchReader, to_uint8_images
 from ganforge.errors import GanforgeError
+from ganforge.files import save_image_atomic, write_text_atomic
 from ganforge.models import create_models
 from ganforge.pictures import image_grid, points_plot
 from ganforge.train import checkpoint as ckpt
@@ -240,7 +241,7 @@ class Trainer:
                   "Ctrl-C stops and saves at any time.")
         log = RunLog(self.run_dir, purge_after=self.resumed_at) if main else None
         if main:
-            (self.run_dir / "config.yaml").write_text(dump_yaml(self.config), encoding="utf-8")
+            write_text_atomic(self.run_dir / "config.yaml", dump_yaml(self.config))
             if self.images_seen == 0:
                 self._save_reals()
         if self.images_seen == 0:
@@ -461,16 +462,16 @@ class Trainer:
             reference = np.asarray(self.dataset.points[: 2000])
             samples = self.sample(z, labels)
             grid = points_plot(samples.numpy(), reference)
-        grid.save(target)
+        save_image_atomic(grid, target)
         return _output_signals(samples, self.images)
 
     def _save_reals(self) -> None:
         rng = np.random.default_rng(self.config.seed)
         if self.images:
             picks = np.sort(rng.choice(len(self.dataset), min(self.config.grid_size, len(self.dataset)), replace=False))
-            image_grid(np.asarray(self.dataset.images[picks])).save(self.run_dir / "reals.png")
+            save_image_atomic(image_grid(np.asarray(self.dataset.images[picks])), self.run_dir / "reals.png")
         else:
-            points_plot(np.asarray(self.dataset.points[:2000])).save(self.run_dir / "reals.png")
+            save_image_atomic(points_plot(np.asarray(self.dataset.points[:2000])), self.run_dir / "reals.png")
 
 
 def _output_signals(samples: torch.Tensor, images: bool) -> dict[str, float]:

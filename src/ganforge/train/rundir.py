@@ -31,7 +31,7 @@ from pathlib import Path
 from PIL import Image
 
 from ganforge.errors import GanforgeError
-from ganforge.files import is_disk_full, numbers_check, read_jsonl, rewrite_jsonl
+from ganforge.files import is_disk_full, numbers_check, read_jsonl, rewrite_jsonl, save_image_atomic
 
 try:
     import fcntl
@@ -207,7 +207,7 @@ def write_animation(run_dir: Path, max_frames: int = 100) -> Path | None:
             frames.append(frame.convert("RGB").resize((min(frame.width, 512), min(frame.height, 512))))
     target = run_dir / "progress.gif"
     durations = [300] * (len(frames) - 1) + [2000]
-    frames[0].save(target, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    save_image_atomic(frames[0], target, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return target
 
 
@@ -232,6 +232,6 @@ def write_loss_plot(run_dir: Path) -> Path | None:
     axes.legend()
     target = run_dir / "losses.png"
     figure.tight_layout()
-    figure.savefig(target)
+    save_image_atomic(figure, target)
     plt.close(figure)
     return target
