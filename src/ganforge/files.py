@@ -33,14 +33,15 @@ class DiskFullError(GanforgeError, OSError):
 
 
 def disk_full_message(path: Path, what: str = "it") -> str:
-    folder = _existing_parent(Path(path))
+    folder = existing_parent(Path(path))
     free = shutil.disk_usage(folder).free if folder else 0
     return (f"The disk holding {folder or path} is full ({free / 2**20:.0f} MiB free), so {what} could not be "
             "written; nothing was left half-written. Free some space (or choose a folder on another disk) and run "
             "the same command again.")
 
 
-def _existing_parent(path: Path) -> Path | None:
+def existing_parent(path: Path) -> Path | None:
+    """`path` itself or its nearest ancestor that exists (None when not even the root does)."""
     for candidate in (path, *path.parents):
         if candidate.exists():
             return candidate

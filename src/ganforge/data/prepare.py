@@ -38,7 +38,7 @@ from ganforge.data.format import (
 )
 from ganforge.data.sources import Skipped, SourceFile, label_root, open_source
 from ganforge.errors import GanforgeError
-from ganforge.files import TMP_SUFFIX, DiskFullError, disk_full_message, is_disk_full, remove_stale_tmp
+from ganforge.files import TMP_SUFFIX, DiskFullError, disk_full_message, existing_parent, is_disk_full, remove_stale_tmp
 
 PARTIAL = ".partial"
 _OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "points.npy", "contact-sheet.png")
@@ -311,7 +311,7 @@ def _remove_leftovers(out: Path, names: tuple[str, ...]) -> None:
 
 def _check_writable(out: Path) -> None:
     """Refuse early an output that cannot be created or written (a read-only disk, another user's folder)."""
-    folder = _existing_parent(out)
+    folder = existing_parent(out)
     if folder is None:
         return  # let mkdir say what is wrong
     if not folder.is_dir():
@@ -330,7 +330,7 @@ def _make_folder(path: Path, out: Path) -> None:
         if isinstance(exc, FileExistsError | NotADirectoryError):
             raise PrepareError(f"The output {out} cannot be created: {exc.filename or path} is in the way (a file, "
                                "or a link to nowhere). Choose another output folder.") from None
-        raise PrepareError(_unwritable_message(out, _existing_parent(path) or path, exc)) from None
+        raise PrepareError(_unwritable_message(out, existing_parent(path) or path, exc)) from None
 
 
 def _unwritable_message(out: Path, folder: Path, reason) -> str:
@@ -339,13 +339,6 @@ def _unwritable_message(out: Path, folder: Path, reason) -> str:
     return (f"Cannot write the output {out}: ganforge may not create files in {folder} ({str(reason).lower()}). "
             "Choose an output folder you can write to (for example one in your home folder), "
             "or ask the owner of that folder for access.")
-
-
-def _existing_parent(path: Path) -> Path | None:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return None
 
 
 def _reuse_or_clear(out: Path, previous: dict | None, settings: dict, digest: str | None, overwrite: bool) -> bool:
