@@ -21,6 +21,7 @@ from ganforge.metrics.audit import (
     data_copying_test,
     mann_whitney_z,
 )
+from ganforge.errors import GanforgeError
 from ganforge.metrics.sources import ImageSource, open_source
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -196,3 +197,30 @@ def test_real_inception_on_a_folder_and_a_prepared_dataset(cifar, tmp_path):
     assert any("C_T was not computed" in note for note in result.notes)
     assert result.verdict == "copying" and result.feature.near_duplicate_share > 0.5
     assert (tmp_path / "audit" / "closest-pairs.png").is_file()
+
+
+def test_tiny_counts_and_bad_settings_are_refused_before_any_feature(cifar, tmp_path):
+    def untouchable(images):
+        raise AssertionError("features were computed before the inputs were checked")
+
+    training = array_source(cifar[:100], "train")
+    (tmp_path / "file").write_text("")
+    for options, says in (({"count": -5}, "count=-5"), ({"count": 2, "reference_count": 1}, "reference_count=1"),
+                          ({"count": 50, "batch_size": 0}, "batch_size"), ({"count": 50, "seed": -1}, "seed"),
+                          ({"count": 50, "device": "gpu"}, "not a device"),
+                          ({"count": 50, "out": tmp_path / "file"}, "is a file")):
+        with pytest.raises(GanforgeError, match=says):
+            audit_generator(copier(cifar[:100]), training, extractor=untouchable, progress=False,
+                            **{"device": "cpu", **options})
+    few = array_source(cifar[:4], "few")  # a fifth of 4 images is no held-out image at all
+    with pytest.raises(AuditError, match="--heldout"):
+        audit_generator(copier(cifar[:4]), few, count=50, extractor=untouchable, device="cpu", progress=False)
+    one = array_source(cifar[:1], "one")
+    with pytest.raises(AuditError, match="one holds 1; give more images"):
+        audit_generator(one, training, count=50, extractor=untouchable, device="cpu", progress=False)
+
+
+def test_two_images_each_is_enough_to_audit(cifar):
+    result = audit_generator(array_source(cifar[:2], "two"), array_source(cifar[2:12], "train"),
+                             heldout=array_source(cifar[12:14], "held"), count=2, **FAST)
+    assert result.c_t is None and result.setup["generated_count"] == 2 and result.verdict

@@ -231,3 +231,80 @@ def test_feature_term_with_the_real_inception_network(plain):
     found = explore.project(plain, target, steps=3, restarts=2, feature_weight=1.0, extractor=extractor)
     # on the CPU oneDNN's fused convolution has no backward: the term then only chooses the start
     assert isinstance(found.feature_gradients, bool) and 0 <= found.feature_distance < math.inf
+
+
+# --- hostile arguments ---------------------------------------------------------------------------------
+
+
+def test_walks_refuse_what_they_cannot_draw(plain):
+    for steps in (0, -4):
+        with pytest.raises(GeneratorError, match="at least 1 frame"):
+            explore.interpolate(plain, [1, 2], steps=steps)
+    with pytest.raises(GeneratorError, match="2,000,000 frames"):  # would hold every frame in memory
+        explore.interpolate(plain, [1, 2], steps=1_000_000)
+    for fps in (0, float("nan"), 1e-9, 1e9):
+        with pytest.raises(GeneratorError, match="frame rate"):
+            explore.interpolate(plain, [1, 2], fps=fps)
+    with pytest.raises(GeneratorError, match="truncation"):
+        explore.interpolate(plain, [1, 2], truncation=0)
+
+
+def test_broods_refuse_what_they_cannot_breed(plain):
+    for children in (0, -1, 10**8):
+        with pytest.raises(GeneratorError, match="children"):
+            explore.breed(plain, [1, 2], children=children)
+    for mutation in (-1, float("nan"), 1e200):
+        with pytest.raises(GeneratorError, match="mutation"):
+            explore.breed(plain, [1, 2], mutation=mutation)
+    for seed in (-1, 2**64):
+        with pytest.raises(GeneratorError, match="seeds are whole numbers"):
+            explore.breed(plain, [1, 2], seed=seed)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("1,x.npz", "neither a seed"), ("1,,2", "empty item"), ("0-5000", "more than 1,000"), (",", "No latents"),
+    ("3,-4", "negative"), ("7-2", "reversed"),
+])
+def test_latent_lists_are_checked(text, says):
+    with pytest.raises(GeneratorError, match=says):
+        explore.parse_latents(text)
+
+
+def test_damaged_or_foreign_latent_files_are_named(classes, plain, tmp_path):
+    record = np.zeros((), dtype=[("z", "<f4", (plain.z_dim,)), ("label", "<i8")])
+    files = {"nan.npy": np.full(plain.z_dim, np.nan, np.float32), "three.npy": np.zeros(3, record.dtype),
+             "ints.npy": np.zeros(plain.z_dim, np.int64)}
+    for name, array in files.items():
+        np.save(tmp_path / name, array)
+    np.save(tmp_path / "pickled.npy", np.array([{"z": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "archive.npz", z=np.zeros(plain.z_dim, np.float32))
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    record["label"] = 42
+    np.save(tmp_path / "class42.npy", record)
+    for name, says in (("nan.npy", "NaN"), ("three.npy", "holds 3 latent records"), ("ints.npy", "another one"),
+                       ("pickled.npy", "pickled objects"), ("archive.npy", "npz archive")):
+        with pytest.raises(GeneratorError, match=says):
+            explore.load_latent(plain, tmp_path / name)
+    with pytest.raises(GeneratorError, match="class 42, which this generator does not have"):
+        explore.load_latent(classes, tmp_path / "class42.npy")
+
+
+def test_images_that_cannot_be_projected_are_explained(plain, tmp_path):
+    from awkward import encode, first_half, png_bomb, png_with_corrupt_data, solid
+
+    cases = {"bomb.png": (png_bomb(20_000, 20_000), "decompression bomb"), "text.png": (b"hello", "Pillow"),
+             "cut.png": (first_half(encode(solid(size=(32, 32)))), "Pillow"),
+             "corrupt.png": (png_with_corrupt_data(), "Pillow")}
+    for name, (data, says) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(GeneratorError, match=says):
+            explore.target_image(plain, tmp_path / name)
+    with pytest.raises(GeneratorError, match="not a file"):
+        explore.target_image(plain, tmp_path)  # a folder
+    with pytest.raises(GeneratorError, match="projection seed"):
+        explore.project(plain, plain.sample([1])[0], seed=-1)
+    with pytest.raises(GeneratorError, match="lr > 0"):
+        explore.project(plain, plain.sample([1])[0], feature_weight=float("nan"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(GeneratorError, match="is a file"):  # refused before the search, not after it
+        explore.project(plain, plain.sample([1])[0], steps=1, out=tmp_path / "file")

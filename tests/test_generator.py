@@ -3,7 +3,9 @@ model card, and clear errors for a damaged folder."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from PIL import Image
 from ganforge.cli import main
 from ganforge.data.prepare import prepare_dataset
 from ganforge.export import ExportError, export_generator
-from ganforge.generator import Generator, GeneratorError, parse_seeds
+from ganforge import generator as generator_module
+from ganforge.generator import MAX_SEED, Generator, GeneratorError, parse_seeds, write_samples
 from ganforge.train.session import train_gan
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16, "tick_kimg": 0.032,
@@ -60,8 +63,29 @@ def test_classes_by_name_index_and_errors(exported):
 def test_parse_seeds():
     assert parse_seeds("1,7,42") == [1, 7, 42]
     assert parse_seeds("0-3,10") == [0, 1, 2, 3, 10]
+    assert parse_seeds(" 4 - 6 , 9 ") == [4, 5, 6, 9] and parse_seeds("5-5") == [5]
+    assert parse_seeds(f"{MAX_SEED}") == [MAX_SEED]
     with pytest.raises(GeneratorError):
         parse_seeds("a-b")
+
+
+@pytest.mark.parametrize("text, says", [
+    ("5-1", "reversed: write 1-5"), ("-5", "negative"), ("1--3", "negative"), (str(MAX_SEED + 1), "too large"),
+    ("99999999999999999999", "too large"), ("a-b", "not a seed or a range"), ("1.5", "not a seed or a range"),
+    ("1,,2", "empty item"), ("3,", "empty item"), ("", "No seeds"), ("1-2-3", "not a seed or a range"),
+])
+def test_bad_seeds_get_a_sentence_saying_what_is_wrong(text, says):
+    with pytest.raises(GeneratorError, match=says):
+        parse_seeds(text)
+
+
+def test_seed_ranges_stay_ranges():
+    tracemalloc.start()
+    seeds = parse_seeds("0-999999,5")  # a list of a million seeds would take ~36 MB
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100_000 and len(seeds) == 1_000_001 and seeds[-1] == 5 and seeds[999_999] == 999_999
+    assert list(itertools.islice(seeds, 3)) == [0, 1, 2]
 
 
 def test_sample_command_writes_seeded_pngs_and_a_grid(exported, tmp_path):
@@ -95,7 +119,7 @@ def test_a_tampered_folder_gets_a_clear_error(exported, tmp_path):
     with pytest.raises(ExportError, match="do not match"):
         Generator.from_pretrained(bad, device="cpu")
     (bad / "model.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(ExportError, match="not a valid safetensors"):
+    with pytest.raises(ExportError, match="not a valid safetensors|damaged"):
         Generator.from_pretrained(bad, device="cpu")
 
 
@@ -113,3 +137,156 @@ def test_explore_commands_write_their_files(exported, tmp_path):
     assert main(["project", str(exported), str(target), "--steps", "5", "--out", str(tmp_path / "proj"),
                  "--device", "cpu"]) == 0
     assert {"projected.npy", "reconstruction.png", "projection.gif"} <= {p.name for p in (tmp_path / "proj").iterdir()}
+
+
+# --- sampling many images: streamed, and the same images as one by one ---------------------------------
+
+
+def count_generated(monkeypatch) -> list[int]:
+    """Patch synthesis to count the images made so far; returns the running count (one entry per call)."""
+    made = [0]
+    original = Generator.synthesize
+
+    def counting(self, z, *args, **kwargs):
+        made[0] += len(z)
+        return original(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "synthesize", counting)
+    return made
+
+
+def test_sample_writes_each_batch_before_making_the_next(exported, tmp_path, monkeypatch):
+    made = count_generated(monkeypatch)
+    seen_at_write = []
+    original = generator_module.save_png
+    def recording(*args, **kwargs):
+        seen_at_write.append(made[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(generator_module, "save_png", recording)
+    assert main(["sample", str(exported), "--count", "100", "--batch-size", "16", "--out", str(tmp_path), "-q",
+                 "--device", "cpu"]) == 0
+    assert len(seen_at_write) == 100 and made[0] == 100
+    assert max(seen - written for written, seen in enumerate(seen_at_write)) <= 16  # never a batch ahead
+    assert seen_at_write[0] == 16  # the first file is written before the second batch is made
+
+
+def test_streamed_files_are_the_images_of_each_seed_alone(exported, tmp_path):
+    gen = Generator.from_pretrained(exported, device="cpu")
+    seeds = parse_seeds("3,10-16,5")
+    written = write_samples(gen, seeds, tmp_path, batch_size=3, progress=False)
+    assert written.images == 9 and written.grid is None
+    for seed in seeds:
+        with Image.open(tmp_path / f"seed{seed:06d}.png") as png:
+            assert png.text["seed"] == str(seed) and png.text["class"] == str(seed % 10)
+            assert np.array_equal(np.asarray(png), np.asarray(gen.sample([seed])[0]))  # the seed alone, batch of 1
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_huge_grid_only_run_makes_just_the_grid_images(exported, tmp_path, monkeypatch, capsys):
+    made = count_generated(monkeypatch)
+    assert main(["sample", str(exported), "--seeds", "0-99999999", "--grid-only", "--out", str(tmp_path), "-q"]) == 0
+    assert made[0] == generator_module.GRID_MAX and [p.name for p in tmp_path.iterdir()] == ["grid.png"]
+    assert "the first 256 of 100,000,000" in capsys.readouterr().out
+    with Image.open(tmp_path / "grid.png") as picture:  # 16 x 16 images of 16 px with 1 px gaps, enlarged
+        assert picture.width == picture.height and picture.width % (16 * 17 + 1) == 0
+
+
+def test_the_progress_bar_counts_every_image(exported, tmp_path, monkeypatch):
+    import tqdm
+
+    bars = []
+    original = tqdm.tqdm
+    monkeypatch.setattr(tqdm, "tqdm", lambda *a, **k: bars.append(k) or original(*a, **k))
+    gen = Generator.from_pretrained(exported, device="cpu")
+    write_samples(gen, range(5), tmp_path, progress=True)
+    assert bars[0]["total"] == 5 and bars[0]["unit"] == "img" and not bars[0]["disable"]
+
+
+def test_sampling_nothing_is_refused(exported):
+    gen = Generator.from_pretrained(exported, device="cpu")
+    for count in (0, -3):
+        with pytest.raises(GeneratorError, match="at least 1 image"):
+            gen.sample(count=count)
+    with pytest.raises(GeneratorError, match="No seeds"):
+        gen.sample([])
+    with pytest.raises(GeneratorError, match="seeds are whole numbers"):
+        gen.latents([-1])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ganforge: error: ") and "\n" not in err and "unexpected failure" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--count", "0"], "at least 1 image"), (["--count", "-3"], "at least 1 image"),
+    (["--seeds", "5-1"], "write 1-5"), (["--seeds=-5"], "negative"), (["--seeds", "1,,2"], "empty item"),
+    (["--seeds", "1", "--count", "3"], "not both"), (["--truncation", "0"], "truncation"),
+    (["--truncation", "5"], "truncation"), (["--truncation", "nan"], "truncation"),
+    (["--class", "cat"], "Unknown class"), (["--class", "10"], "out of range"), (["--device", "gpu"], "not a device"), (["--device", "meta"], "cpu, cuda"),
+    (["--device", "cuda"], "no CUDA GPU" if not torch.cuda.is_available() else None),
+    (["--batch-size", "0"], "batch_size"), (["--out", "FILE"], "is a file"), (["--out", "FILE/sub"], "is a file"),
+])
+def test_sample_mistakes_get_one_sentence(exported, tmp_path, capsys, args, says):
+    if says is None:
+        pytest.skip("this machine has a GPU")
+    (tmp_path / "FILE").write_text("not a folder")
+    args = [a.replace("FILE", str(tmp_path / "FILE")) for a in args]
+    out = [] if any(a == "--out" for a in args) else ["--out", str(tmp_path / "s")]
+    assert main(["sample", str(exported), *args, *out]) == 2
+    assert says in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("missing", "does not exist"), ("file", "is a file"), ("run", "ganforge export"), ("dataset", "prepared dataset"),
+    ("empty", "not an exported generator"),
+])
+def test_what_is_not_a_generator_is_named(tmp_path, capsys, kind, says):
+    path = tmp_path / "thing"
+    if kind == "file":
+        path.write_text("{}")
+    elif kind != "missing":
+        path.mkdir()
+        (path / "checkpoints").mkdir() if kind == "run" else None
+        (path / "manifest.json").write_text("{}") if kind == "dataset" else None
+    assert main(["sample", str(path), "--out", str(tmp_path / "s")]) == 2
+    assert says in one_line_error(capsys)
+
+
+def test_unicode_paths(exported, tmp_path):
+    out = tmp_path / "échantillons ☃"
+    assert main(["sample", str(exported), "--seeds", "2", "--out", str(out), "-q"]) == 0
+    assert (out / "seed000002.png").is_file()
+
+
+@pytest.mark.parametrize("args, says", [
+    (["interpolate", "GEN", "--seeds", "1,2", "--steps", "0"], "at least 1 frame"),
+    (["interpolate", "GEN", "--seeds", "0-99999999"], "more than 1,000"),
+    (["interpolate", "GEN", "--seeds", "1,2", "--fps", "nan"], "frame rate"),
+    (["interpolate", "GEN", "--seeds", "1,missing.npy"], "not a file"),
+    (["breed", "GEN", "--parents", "1,2", "--children", "0"], "children=0"),
+    (["breed", "GEN", "--parents", "1,2", "--mutation", "1e200"], "mutation"),
+    (["breed", "GEN", "--parents", "1,2", "--seed", "-1"], "seeds are whole numbers"),
+    (["project", "GEN", "BOMB", "--steps", "1"], "decompression bomb"),
+    (["project", "GEN", "missing.png", "--steps", "1"], "not a file"),
+    (["project", "GEN", "FILE", "--steps", "1"], "Pillow"),
+    (["eval", "ONE", "--data", "ONE", "-q"], "at least 2 generated images"),
+    (["eval", "GEN", "--count", "1", "-q"], "count=1"),
+    (["audit", "GEN", "--count", "1", "-q"], "count=1"),
+    (["audit", "GEN", "--count", "5", "--out", "FILE", "-q"], "is a file"),
+])
+def test_explore_and_metrics_mistakes_get_one_sentence(exported, tmp_path, capsys, args, says):
+    from awkward import png_bomb
+
+    (tmp_path / "FILE").write_text("not an image, not a folder")
+    (tmp_path / "BOMB").write_bytes(png_bomb(20_000, 20_000))
+    (tmp_path / "ONE").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "ONE" / "only.png")
+    names = {"GEN": str(exported), "FILE": str(tmp_path / "FILE"), "BOMB": str(tmp_path / "BOMB"),
+             "ONE": str(tmp_path / "ONE"), "missing.png": str(tmp_path / "missing.png")}
+    args = [names.get(a, a) for a in args]
+    out = [] if "--out" in args or args[0] == "eval" else ["--out", str(tmp_path / "out")]
+    assert main([*args, *out, "--device", "cpu"] if args[0] != "eval" else args) == 2
+    assert says in one_line_error(capsys)

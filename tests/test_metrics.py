@@ -369,3 +369,63 @@ def test_batches_are_read_ahead_in_order_and_a_bad_file_still_stops_with_its_nam
             extractor.stats(open_source(folder), 13, keep=13, seed=3)
     finally:
         extractor.batch_size = saved
+
+
+# --- refusing what cannot be measured, before any image is read --------------------------------------
+
+
+class Untouchable:
+    """An extractor that must not be reached: inputs are checked before any feature is computed."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the extractor was used ({name}) before the inputs were checked")
+
+
+def _folder_of(folder: Path, n: int) -> Path:
+    return _write_pngs(folder, np.full((n, 8, 8, 3), 100, np.uint8))
+
+
+@pytest.mark.parametrize("n_generated, n_real, metrics, says", [
+    (1, 3, {}, "FID needs at least 2 generated images"), (3, 1, {}, "FID needs at least 2 real images"),
+    (3, 3, {"fid": False, "kid": False, "pr": True}, "Precision/recall needs at least 4"),
+    (8, 5, {"fid": False, "kid": False, "dc": True}, "Density/coverage needs at least 6 real"),
+    (5, 5, {"fid": False, "kid": False, "isc": True}, "Inception Score needs at least 10"),
+    (3, 3, {"fid": False, "kid": False}, "No metric chosen"),
+    (3, 3, {"count": 1}, "count=1"), (3, 3, {"batch_size": 0}, "batch_size"), (3, 3, {"seed": -1}, "seed"),
+    (3, 3, {"device": "gpu"}, "not a device"), (3, 3, {"reference_count": 0}, "reference_count=0"),
+])
+def test_too_few_images_or_bad_settings_are_refused_up_front(tmp_path, n_generated, n_real, metrics, says):
+    from ganforge.errors import GanforgeError
+
+    generated, real = _folder_of(tmp_path / "gen", n_generated), _folder_of(tmp_path / "real", n_real)
+    with pytest.raises(GanforgeError, match=says):
+        calculate_metrics(generated, real, extractor=Untouchable(), progress=False, **metrics)
+
+
+def test_scores_of_too_few_samples_say_so():
+    from ganforge.errors import GanforgeError
+
+    one = scores.FeatureStats(dim=4, keep=1)
+    one.add(np.ones((1, 4)))
+    with pytest.raises(GanforgeError, match="at least 2"):
+        scores.fid_from_stats(one, one)
+    with pytest.raises(GanforgeError, match="at least 2"):
+        scores.kernel_inception_distance(np.ones((1, 4)), np.ones((5, 4)))
+    with pytest.raises(GanforgeError, match="more than 3"):
+        scores.precision_recall(np.ones((3, 4)), np.ones((5, 4)))
+
+
+def test_a_decompression_bomb_or_a_cut_file_in_a_folder_is_named(tmp_path):
+    from awkward import encode, first_half, png_bomb, solid
+
+    from ganforge.metrics.sources import SourceError, open_source
+
+    folder = _folder_of(tmp_path / "images", 2)
+    for name, data, says in (("bomb.png", png_bomb(), "decompression bomb"),
+                             ("cut.png", first_half(encode(solid(size=(32, 32)))), "cut.png")):
+        (folder / name).write_bytes(data)
+        with pytest.raises(SourceError, match=says):
+            list(open_source(folder).batches(3, 8, 0))
+        (folder / name).unlink()
+    with pytest.raises(SourceError, match="does not exist: give"):
+        open_source(tmp_path / "missing")

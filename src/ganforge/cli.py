@@ -246,40 +246,33 @@ def _add_sample(commands) -> None:
     p = commands.add_parser("sample", help="new images from an exported generator, by seed",
                             description="Generate images from GEN (an exported generator folder, or a run that has "
                                         "been exported). Each image's seed is in its file name and PNG metadata; the "
-                                        "same seed gives the same image again on the same device.")
+                                        "same seed gives the same image again on the same device. Images are made "
+                                        "and written a batch at a time, so any count fits in memory.")
     p.add_argument("generator", metavar="GEN")
     p.add_argument("--seeds", help="seeds and ranges, e.g. 1,7,42 or 0-99 (default: 0 to count-1)")
-    p.add_argument("--count", type=int, default=16, help="images when no --seeds (default: %(default)s)")
+    p.add_argument("--count", type=int, help="images when no --seeds (default: 16)")
     p.add_argument("--truncation", type=float, default=1.0, help="below 1: more typical, less varied (default: %(default)s)")
     p.add_argument("--class", dest="label", help="class name or index, for class-conditional generators")
     p.add_argument("--out", default="samples", help="folder for the images (default: %(default)s)")
-    p.add_argument("--grid", action="store_true", help="also write grid.png with all of them")
-    p.add_argument("--grid-only", action="store_true", help="write only grid.png")
+    p.add_argument("--grid", action="store_true", help="also write grid.png with the first 256 of them")
+    p.add_argument("--grid-only", action="store_true", help="write only grid.png (of the first 256)")
+    p.add_argument("--batch-size", type=int, default=64, help="images made at once (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_sample)
 
 
 def _run_sample(args) -> int:
-    from pathlib import Path
+    from ganforge.generator import Generator, GeneratorError, first_seeds, parse_seeds, write_samples
 
-    from ganforge.generator import Generator, grid, parse_seeds, save_png
-
+    if args.seeds is not None and args.count is not None:
+        raise GeneratorError("Give --seeds or --count, not both (--count N means seeds 0 to N-1).")
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else first_seeds(16 if args.count is None else args.count)
     gen = Generator.from_pretrained(args.generator, device=args.device)
-    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.count))
-    images = gen.sample(seeds, truncation=args.truncation, label=args.label)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    labels = gen.labels_for(len(seeds), args.label, seeds)
-    if not args.grid_only:
-        for i, (seed, image) in enumerate(zip(seeds, images)):
-            meta = {"seed": seed, "truncation": args.truncation, "generator": str(gen.path), "software": "ganforge"}
-            if labels is not None:
-                meta["class"] = (gen.classes or [])[int(labels[i])] if gen.classes else int(labels[i])
-            save_png(image, out / f"seed{seed:06d}.png", meta)
-    if args.grid or args.grid_only:
-        grid(images).save(out / "grid.png")
-    written = "grid.png" if args.grid_only else f"{len(images)} image(s)" + (" and grid.png" if args.grid else "")
-    print(f"Wrote {written} to {out}")
+    written = write_samples(gen, seeds, args.out, truncation=args.truncation, label=args.label,
+                            files=not args.grid_only, with_grid=args.grid or args.grid_only,
+                            batch_size=args.batch_size, progress=not args.quiet)
+    print(written.summary())
     return 0
 
 

@@ -13,6 +13,7 @@ so `np.load(path, allow_pickle=False)` reads them; a plain array of z_dim floats
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -25,11 +26,26 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from ganforge.data.reader import to_uint8_images
-from ganforge.generator import Generator, GeneratorError, parse_seeds, save_png
+from ganforge.generator import (
+    Generator,
+    GeneratorError,
+    check_seed,
+    check_truncation,
+    output_folder,
+    parse_seeds,
+    read_image,
+    save_image,
+    save_png,
+)
 from ganforge.pictures import image_grid, labelled_rows
 
 LatentRef = int | str | os.PathLike  # a seed, or a latent file written by this module
 ANIMATION_MIN_SIZE = 256  # animations of small images are enlarged (nearest neighbour) to be watchable
+MAX_LATENTS = 1000  # seeds or files one walk or brood takes: each is held in memory with its image
+MAX_FRAMES = 1000  # frames of one walk (40 s at 24 fps), all held in memory to write the animation
+MAX_CHILDREN = 256  # children of one brood, each saved and drawn on children.png
+MAX_MUTATION = 100.0  # far beyond the point where nothing of the parents is left (about 3)
+FPS_RANGE = (0.1, 240.0)
 
 
 # --- latents: seeds and files --------------------------------------------------------------------------
@@ -51,40 +67,60 @@ def load_latent(gen: Generator, path: str | os.PathLike) -> tuple[torch.Tensor, 
         raise GeneratorError(f"{path} is not a file: give a seed or a latent .npy written by breed or project.")
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise GeneratorError(f"{path} is not a numpy latent file ({err}): "
-                             "give a .npy written by breed or project.") from None
+    except (OSError, ValueError, EOFError):  # pickled objects are refused, never loaded
+        raise GeneratorError(f"{path} is not a numpy latent file (or holds pickled objects, which ganforge never "
+                             "loads): give a .npy written by breed or project.") from None
+    if not isinstance(data, np.ndarray):  # an .npz archive under a .npy name
+        raise GeneratorError(f"{path} is an .npz archive, not a latent: give a .npy written by breed or project.")
     label = None
     if data.dtype.names and {"z", "label"} <= set(data.dtype.names):
+        if data.shape != ():
+            raise GeneratorError(f"{path} holds {data.size} latent records; a latent file holds one (as breed and "
+                                 "project write them).")
         data, label = data["z"], int(data["label"])
         label = None if label < 0 else label
     if data.dtype.kind != "f" or data.size != gen.z_dim:
         raise GeneratorError(f"{path} holds {data.dtype} data of shape {data.shape}, not a latent of {gen.z_dim} "
                              "floats for this generator: was it made with another one?")
+    if not np.isfinite(data).all():
+        raise GeneratorError(f"{path} holds NaN or infinite values, which give no image: it is damaged; make "
+                             "the latent again (breed or project).")
     if label is not None and gen.num_classes == 0:
         raise GeneratorError(f"{path} was saved with class {label}, but this generator is not class-conditional: "
                              "was it made with another one?")
-    index = None if label is None else gen.label_index(label)  # checks it is one of this generator's classes
-    return torch.from_numpy(np.array(data, dtype=np.float32).reshape(-1)), index
+    if label is not None and label >= gen.num_classes:
+        raise GeneratorError(f"{path} was saved with class {label}, which this generator does not have (it has "
+                             f"{gen.num_classes}, 0-{gen.num_classes - 1}): was it made with another one?")
+    return torch.from_numpy(np.array(data, dtype=np.float32).reshape(-1)), label
 
 
 def parse_latents(text: str) -> list[LatentRef]:
     """'3,17' or '0-3,brood/child-02.npy' -> seeds and latent files, in order (for the command line)."""
     refs: list[LatentRef] = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if part.endswith(".npy"):
-            refs.append(part)
-        elif part:
-            refs.extend(parse_seeds(part))
-    if not refs:
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
         raise GeneratorError("No latents given: use seeds such as 3,17 or latent files such as child-02.npy.")
+    for part in parts:
+        if not part:
+            raise GeneratorError(f"Latents {text!r}: an empty item between commas; write them as 3,17,child-02.npy.")
+        if part.lower().endswith(".npy"):
+            refs.append(part)
+            continue
+        if not part.replace("-", "").replace(" ", "").isdigit():
+            raise GeneratorError(f"Latents {text!r}: {part!r} is neither a seed (a whole number, or a range such "
+                                 "as 0-9) nor a latent file (a .npy written by breed or project).")
+        seeds = parse_seeds(part)
+        if len(refs) + len(seeds) > MAX_LATENTS:
+            raise GeneratorError(f"Latents {text!r} are more than {MAX_LATENTS:,}: give fewer seeds (a walk or brood "
+                                 "holds each latent and its image in memory).")
+        refs.extend(seeds)
     return refs
 
 
 def _latent(gen: Generator, ref: LatentRef) -> tuple[torch.Tensor, int | None, str]:
     """(z, class or None, name) of a seed or a latent file; a seed's class is the one `gen.sample` gives it."""
     if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ref.strip().lstrip("-").isdigit()):
-        seed = int(ref)
+        seed = check_seed(int(ref))
         labels = gen.labels_for(1, None, [seed])
         return gen.latents([seed])[0], None if labels is None else int(labels[0]), f"seed {seed}"
     z, label = load_latent(gen, ref)
@@ -104,8 +140,7 @@ def _labels(labels: Sequence[int | None]) -> torch.Tensor | None:
 
 
 def _require_images(gen: Generator) -> None:
-    if not gen.resolution or not gen.channels:
-        raise GeneratorError(f"{gen} does not make images; interpolate, breed and project need an image generator.")
+    gen.require_images("interpolate, breed and project each")
 
 
 def _metadata(gen: Generator, label: int | None, **extra) -> dict[str, str]:
@@ -117,11 +152,7 @@ def _metadata(gen: Generator, label: int | None, **extra) -> dict[str, str]:
 
 
 def _output(out: str | os.PathLike | None) -> Path | None:
-    if out is None:
-        return None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return None if out is None else output_folder(out)
 
 
 # --- animations ----------------------------------------------------------------------------------------
@@ -140,7 +171,7 @@ def save_gif(frames: list[Image.Image], path: Path, fps: float, hold_last_ms: in
     duration: int | list[int] = max(20, round(1000 / fps))  # browsers slow down anything faster than 20 ms
     if hold_last_ms is not None:
         duration = [duration] * (len(frames) - 1) + [hold_last_ms]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration, loop=0)
+    save_image(frames[0], path, "GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
     return path
 
 
@@ -199,15 +230,21 @@ def interpolate(gen: Generator, seeds: Sequence[LatentRef], *, steps: int = 24, 
     _require_images(gen)
     if len(seeds) < 2:
         raise GeneratorError("Give at least two seeds to walk between, e.g. --seeds 1,7,42.")
-    if steps < 1 or fps <= 0:
-        raise GeneratorError(f"steps={steps}, fps={fps}: use at least 1 step per leg and a positive frame rate.")
+    if not isinstance(steps, numbers.Integral) or steps < 1:
+        raise GeneratorError(f"steps={steps}: use at least 1 frame per leg of the walk (24 is usual).")
+    if not FPS_RANGE[0] <= fps <= FPS_RANGE[1]:  # NaN fails this too
+        raise GeneratorError(f"fps={fps}: use a frame rate from {FPS_RANGE[0]:g} to {FPS_RANGE[1]:g} (24 is usual).")
+    if len(seeds) * steps > MAX_FRAMES:
+        raise GeneratorError(f"{len(seeds)} latents x {steps} steps = {len(seeds) * steps:,} frames; a walk holds at "
+                             f"most {MAX_FRAMES:,} (all in memory to write the animation): use fewer steps or seeds.")
+    check_truncation(truncation)
     latents = [_latent(gen, ref) for ref in seeds]
     index = _class_of(gen, label, latents[0][1], latents[0][2])
+    folder = _output(out)
     t = torch.arange(steps, dtype=torch.float64) / steps  # [0, 1): each leg's end is the next leg's start
     path = torch.cat([slerp(latents[k][0], latents[(k + 1) % len(latents)][0], t) for k in range(len(latents))])
     x = gen.synthesize(path, _labels([index] * len(path)), truncation)  # (frames, C, H, W)
     walk = Walk(gen.to_images(x), path, index)
-    folder = _output(out)
     if folder is not None:
         walk.files.append(save_gif(walk.frames, folder / "interpolation.gif", fps))
         why = save_mp4(walk.frames, folder / "interpolation.mp4", fps)
@@ -262,11 +299,16 @@ def breed(gen: Generator, parents: Sequence[LatentRef], *, children: int = 8, mu
     _require_images(gen)
     if mode not in ("blend", "crossover"):
         raise GeneratorError(f"mode={mode!r}: use 'blend' (weighted mix) or 'crossover' (per-dimension pick).")
-    if children < 1 or mutation < 0 or not parents:
-        raise GeneratorError(f"children={children}, mutation={mutation}, {len(parents)} parents: give at least one "
-                             "parent and one child, and a mutation of 0 (none) or more (0.1 is mild).")
+    if not parents or len(parents) > MAX_LATENTS:
+        raise GeneratorError(f"{len(parents)} parents: give 1 to {MAX_LATENTS:,} (seeds or latent files).")
+    if not isinstance(children, numbers.Integral) or not 1 <= children <= MAX_CHILDREN:
+        raise GeneratorError(f"children={children}: breed 1 to {MAX_CHILDREN} children at a time (8 is usual).")
+    if not 0 <= mutation <= MAX_MUTATION:  # NaN fails this too
+        raise GeneratorError(f"mutation={mutation}: use 0 (none) to {MAX_MUTATION:g}; 0.1 is mild, 1 is strong.")
+    seed = check_seed(seed, "breeding seed")
     found = [_latent(gen, ref) for ref in parents]
     parent_labels = [_class_of(gen, label, own, name) for _, own, name in found]
+    folder = _output(out)
     stacked = torch.stack([z for z, _, _ in found])  # (P, z_dim)
     rng = torch.Generator().manual_seed(int(seed))
     latents, labels = [], []
@@ -278,7 +320,6 @@ def breed(gen: Generator, parents: Sequence[LatentRef], *, children: int = 8, mu
     brood = Brood(torch.stack(latents), labels, [], [name for _, _, name in found])
     x = gen.synthesize(brood.latents, _labels(labels))
     brood.images = gen.to_images(x)
-    folder = _output(out)
     if folder is not None:
         _save_brood(gen, brood, x, gen.synthesize(stacked, _labels(parent_labels)), folder, mode, mutation, seed)
     return brood
@@ -296,7 +337,7 @@ def _save_brood(gen: Generator, brood: Brood, children: torch.Tensor, parents: t
     kids = to_uint8_images(children)
     rows = [to_uint8_images(parents)] + [kids[i:i + columns] for i in range(0, len(kids), columns)]
     names = ["parents", "children"] + [""] * (len(rows) - 2)
-    labelled_rows(rows, names, columns).save(folder / "children.png")
+    save_image(labelled_rows(rows, names, columns), folder / "children.png")
     brood.files.append(folder / "children.png")
 
 
@@ -319,14 +360,8 @@ def target_image(gen: Generator, image: Image.Image | str | os.PathLike) -> Imag
     """A real image centre-cropped to a square and resized to the generator's resolution and channels."""
     _require_images(gen)
     if not isinstance(image, Image.Image):
-        path = Path(image)
-        if not path.is_file():
-            raise GeneratorError(f"{path} is not a file: give the image to project (PNG, JPEG, ...).")
-        try:
-            with Image.open(path) as opened:
-                image = ImageOps.exif_transpose(opened).copy()
-        except OSError as err:
-            raise GeneratorError(f"{path} is not an image Pillow can read ({err}).") from None
+        image = read_image(image, "give the image to project as a PNG, JPEG, ... that opens in an image viewer "
+                                  "(a smaller copy of a huge one)")
     mode = {1: "L", 3: "RGB", 4: "RGBA"}.get(gen.channels)
     if mode is None:
         raise GeneratorError(f"{gen} makes {gen.channels}-channel images; project handles 1, 3 or 4 channels.")
@@ -413,10 +448,13 @@ def project(gen: Generator, image: Image.Image | str | os.PathLike, *, steps: in
     fused convolutions on the CPU), the feature term only helps choose the best restart.
     Writes projected.npy, reconstruction.png, target.png and projection.gif (the search, target left).
     """
-    if steps < 1 or lr <= 0 or feature_weight < 0 or norm_weight < 0 or feature_every < 1:
+    finite = all(math.isfinite(v) for v in (lr, feature_weight, norm_weight))
+    if not finite or steps < 1 or lr <= 0 or feature_weight < 0 or norm_weight < 0 or feature_every < 1:
         raise GeneratorError(f"steps={steps}, lr={lr}, feature_weight={feature_weight}, norm_weight={norm_weight}, "
                              f"feature_every={feature_every}: use at least 1 step, lr > 0, weights >= 0.")
+    seed = check_seed(seed, "projection seed")
     target_picture = target_image(gen, image)
+    folder = _output(out)
     target = _as_tensor(target_picture)
     index = gen.label_index(label)
     if restarts is None:
@@ -439,7 +477,7 @@ def project(gen: Generator, image: Image.Image | str | os.PathLike, *, steps: in
     best = _best_start(gen, z, labels, target, term, feature_weight)
     labels = None if labels is None else labels[best:best + 1]
     z = _descend(gen, z[best:best + 1], labels, target, steps - warmup, lr, norm_weight, feature, frames, every)
-    return _finish(gen, z[0], labels, target_picture, target, term, frames, out)
+    return _finish(gen, z[0], labels, target_picture, target, term, frames, folder)
 
 
 def _best_start(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, target: torch.Tensor,
@@ -455,7 +493,7 @@ def _best_start(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, ta
 
 def _finish(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, target_picture: Image.Image,
             target: torch.Tensor, term: _FeatureTerm | None, frames: list[torch.Tensor],
-            out: str | os.PathLike | None) -> Projection:
+            folder: Path | None) -> Projection:
     x = gen.synthesize(z[None], labels)  # (1, C, H, W)
     distance = None
     if term is not None:
@@ -464,12 +502,11 @@ def _finish(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, target
     label = None if labels is None else int(labels[0])
     result = Projection(z, label, gen.to_images(x)[0], target_picture, float((x - target).pow(2).mean()),
                         distance, None if term is None else term.gradients)
-    folder = _output(out)
     if folder is not None:
         meta = _metadata(gen, label, pixel_mse=f"{result.pixel_mse:.6f}", feature_distance=distance)
         result.files.append(save_latent(folder / "projected.npy", z, label))
         save_png(result.reconstruction, folder / "reconstruction.png", meta)
-        target_picture.save(folder / "target.png")
+        save_image(target_picture, folder / "target.png")
         pairs = [image_grid(to_uint8_images(torch.cat([target, f[None]])), columns=2) for f in frames + [x[0]]]
         save_gif(pairs, folder / "projection.gif", fps=12, hold_last_ms=1500)
         result.files += [folder / "reconstruction.png", folder / "target.png", folder / "projection.gif"]

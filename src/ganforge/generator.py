@@ -3,11 +3,13 @@ metrics and the server share.
 
     gen = Generator.from_pretrained("runs/00003-textiles-dcgan/generator")   # CPU or GPU, no pickle
     images = gen.sample(seeds=[1, 2, 3], truncation=0.8, label="cat")        # PIL images
+    write_samples(gen, parse_seeds("0-99999"), "samples")                    # streamed to PNG files
 
 Latents are drawn per seed (`torch.Generator().manual_seed(seed)` on the CPU, then moved to the
 device), so a seed gives the same latent wherever it sits in a batch, and the same image on the same
 device in every run. Generation runs in eval mode (batch norm uses its running statistics), so an
-image never depends on the others in its batch.
+image never depends on the others in its batch. That is what lets `generate` and `write_samples`
+work a batch at a time: memory stays flat however many images are asked for.
 
 Truncation scales the latent towards the mean of its Gaussian (psi * z): below 1 it trades variety for
 typical-looking images, as the truncation trick of StyleGAN does for its mapped latents.
@@ -15,36 +17,135 @@ typical-looking images, as the truncation trick of StyleGAN does for its mapped 
 
 from __future__ import annotations
 
+import itertools
 import json
+import numbers
 import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ganforge.errors import GanforgeError
+from ganforge.files import TMP_SUFFIX
+
+MAX_SEED = 2**63 - 1  # a seed is a signed 64-bit integer everywhere it goes (torch, numpy, file names)
+GRID_MAX = 256  # a grid shows at most this many images (16 x 16): more would be too small to see
+# Pillow's own decompression-bomb threshold (2 x 89.5 MP), which prepare also uses by default. Checked
+# here from the header, because preparation lifts Pillow's global guard in any process that imports it.
+MAX_PIXELS = 178_956_970
+_SEED_PART = re.compile(r"(-?[0-9]+)(?:\s*-\s*(-?[0-9]+))?")
 
 
 class GeneratorError(GanforgeError, ValueError):
     pass
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'1,7,42' or '0-9' or '0-3,10' -> the seeds, in order."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        start, dash, end = part.partition("-")
-        try:
-            seeds.extend(range(int(start), int(end) + 1) if dash and start else [int(part)])
-        except ValueError:
-            raise GeneratorError(f"Seeds {text!r}: use numbers and ranges such as 1,7,42 or 0-99.") from None
-    if not seeds:
+# --- seeds -------------------------------------------------------------------------------------------
+
+
+class Seeds(Sequence[int]):
+    """Seeds kept as the ranges they were written as: '0-99999999' costs three numbers, not a list."""
+
+    def __init__(self, ranges: Iterable[range]):
+        self.ranges = [r for r in ranges if len(r)]
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.ranges)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self.ranges)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        index = index + len(self) if index < 0 else index
+        for r in self.ranges:
+            if 0 <= index < len(r):
+                return r[index]
+            index -= len(r)
+        raise IndexError("seed index out of range")
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+
+    def __repr__(self) -> str:
+        parts = [str(r.start) if len(r) == 1 else f"{r.start}-{r.stop - 1}" for r in self.ranges]
+        return f"Seeds({','.join(parts)!r})"
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """`seed` as an int, when it is a whole number from 0 to MAX_SEED; else a sentence saying what a seed is."""
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
+        return int(seed)
+    raise GeneratorError(f"{what} {seed!r}: seeds are whole numbers from 0 to {MAX_SEED}.")
+
+
+def parse_seeds(text: str) -> Seeds:
+    """'1,7,42' or '0-9' or '0-3,10' -> the seeds, in order, as lazy ranges."""
+    text = str(text).strip()
+    if not text:
         raise GeneratorError("No seeds given: use e.g. --seeds 0-15.")
-    return seeds
+    ranges = []
+    for part in (p.strip() for p in text.split(",")):
+        where = f"Seeds {text!r}" if part == text else f"Seeds {text!r}, at {part!r}"
+        if not part:
+            raise GeneratorError(f"{where}: an empty item between commas; write seeds as 1,7,42.")
+        match = _SEED_PART.fullmatch(part)
+        if match is None:
+            raise GeneratorError(f"{where}: not a seed or a range; write seeds as whole numbers and ranges with "
+                                 "one dash, such as 1,7,42 or 0-99.")
+        start, end = match.group(1), match.group(2) or match.group(1)
+        if start.startswith("-") or end.startswith("-"):
+            raise GeneratorError(f"{where}: a negative number; seeds are whole numbers from 0 to {MAX_SEED}, "
+                                 "and a range is written 0-99.")
+        first, last = int(start), int(end)
+        if max(first, last) > MAX_SEED:
+            raise GeneratorError(f"{where}: {max(first, last)} is too large; seeds go from 0 to {MAX_SEED}.")
+        if first > last:
+            raise GeneratorError(f"Seed range {part} is reversed: write {last}-{first}.")
+        ranges.append(range(first, last + 1))
+    return Seeds(ranges)
+
+
+def first_seeds(count: int) -> range:
+    """Seeds 0..count-1, for 'count images' (lazy, so any count costs no memory)."""
+    if not isinstance(count, numbers.Integral) or count < 1:
+        raise GeneratorError(f"count={count}: ask for at least 1 image (e.g. --count 16), or give --seeds.")
+    if count > MAX_SEED:
+        raise GeneratorError(f"count={count} is more images than there are seeds ({MAX_SEED}).")
+    return range(count)
+
+
+def choose_device(requested: str | torch.device = "auto") -> torch.device:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' -> a device this machine has; otherwise a sentence saying what does."""
+    from ganforge.train.loop import pick_device
+
+    if isinstance(requested, torch.device):
+        requested = str(requested)
+    text = str(requested).strip().lower()
+    try:
+        device = pick_device(text)  # "auto", and a clear error for CUDA on a machine without it
+    except RuntimeError:  # torch.device's "Expected one of cpu, cuda, ..." for a name that is no device
+        raise GeneratorError(f"device {requested!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    if device.type not in ("cpu", "cuda"):
+        raise GeneratorError(f"device {requested!r}: ganforge runs on auto, cpu, cuda or cuda:N.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise GeneratorError(f"device {requested!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                             f"cuda:{count - 1}.")
+    return device
+
+
+# --- the generator -----------------------------------------------------------------------------------
 
 
 class Generator:
@@ -71,21 +172,21 @@ class Generator:
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Generator":
         """Rebuild from `config.json` + `model.safetensors` alone (never pickle)."""
         from ganforge.export import load_generator
-        from ganforge.train.loop import pick_device
 
-        path = Path(path)
-        if path.is_dir() and not (path / "config.json").exists() and (path / "generator" / "config.json").exists():
-            path = path / "generator"  # a run folder that has been exported
-        torch_device = pick_device(str(device)) if isinstance(device, str) else device
+        path = generator_folder(path)
+        torch_device = choose_device(device)
         module = load_generator(path, device=torch_device)
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         return cls(module, config, path)
 
     # --- latents and labels ---------------------------------------------------------------------------
 
-    def latents(self, seeds: Sequence[int]) -> torch.Tensor:
+    def latents(self, seeds: Iterable[int]) -> torch.Tensor:
         """(len(seeds), z_dim) standard-normal latents, one per seed, on the CPU."""
-        return torch.stack([torch.randn(self.z_dim, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        z = [torch.randn(self.z_dim, generator=torch.Generator().manual_seed(check_seed(s))) for s in seeds]
+        if not z:
+            raise GeneratorError("No seeds given: ask for at least one image.")
+        return torch.stack(z)
 
     def label_index(self, label: int | str | None) -> int | None:
         """A class index from a name or an index; None for unconditional generators."""
@@ -95,15 +196,19 @@ class Generator:
             return None
         if label is None:
             return None
-        if isinstance(label, str) and not label.lstrip("-").isdigit():
+        if isinstance(label, str) and not label.strip().lstrip("-").isdigit():
             names = self.classes or []
             if label not in names:
-                raise GeneratorError(f"Unknown class {label!r}; the classes are: {', '.join(names) or 'unnamed'}.")
+                raise GeneratorError(f"Unknown class {label!r}; the classes are: "
+                                     f"{', '.join(map(str, names)) or f'unnamed, 0-{self.num_classes - 1}'}.")
             return names.index(label)
         index = int(label)
         if not 0 <= index < self.num_classes:
             raise GeneratorError(f"Class {index} is out of range: this generator has {self.num_classes} classes (0-{self.num_classes - 1}).")
         return index
+
+    def class_name(self, index: int) -> str | int:
+        return self.classes[index] if self.classes else index
 
     def labels_for(self, count: int, label: int | str | None = None, seeds: Sequence[int] | None = None) -> torch.Tensor | None:
         """Labels for `count` images: the given class, else one chosen by each seed (reproducible)."""
@@ -122,10 +227,9 @@ class Generator:
     def synthesize(self, z: torch.Tensor, labels: torch.Tensor | None = None, truncation: float = 1.0,
                    batch_size: int = 256) -> torch.Tensor:
         """float (B, C, H, W) in [-1, 1] on the CPU, generated `batch_size` at a time (bounded memory)."""
-        if not 0 < truncation <= 2:
-            raise GeneratorError(f"truncation={truncation}: use a value in (0, 2]; 1 means none, 0.7 is typical.")
+        check_truncation(truncation)
         out = []
-        for start in range(0, len(z), batch_size):
+        for start in range(0, len(z), check_batch_size(batch_size)):
             zs = (z[start:start + batch_size] * truncation).to(self.device)
             ls = None if labels is None else labels[start:start + batch_size].to(self.device)
             out.append(self.module(zs, ls).float().cpu())
@@ -137,18 +241,137 @@ class Generator:
         arrays = to_uint8_images(x)
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
+    def generate(self, seeds: Iterable[int], *, truncation: float = 1.0, label: int | str | None = None,
+                 batch_size: int = 64) -> Iterator[tuple[int, int | None, Image.Image]]:
+        """(seed, class or None, image) for each seed, made a batch at a time as they are taken, so memory
+        stays flat whatever the number of seeds. The arguments are checked now, before the first image."""
+        self.require_images("sample")
+        check_truncation(truncation)
+        check_batch_size(batch_size)
+        index = self.label_index(label)
+        return self._generate(iter(seeds), truncation, index, batch_size)
+
+    def _generate(self, seeds: Iterator[int], truncation: float, index: int | None,
+                  batch_size: int) -> Iterator[tuple[int, int | None, Image.Image]]:
+        while batch := [check_seed(s) for s in itertools.islice(seeds, batch_size)]:
+            labels = None if self.num_classes == 0 else torch.tensor(
+                [index if index is not None else s % self.num_classes for s in batch], dtype=torch.long)
+            images = self.to_images(self.synthesize(self.latents(batch), labels, truncation, batch_size))
+            yield from zip(batch, [None] * len(batch) if labels is None else labels.tolist(), images)
+
     def sample(self, seeds: Sequence[int] | None = None, *, count: int | None = None, truncation: float = 1.0,
                label: int | str | None = None, batch_size: int = 256) -> list[Image.Image]:
         """One PIL image per seed (or for seeds 0..count-1)."""
         if seeds is None:
-            seeds = list(range(count or 1))
-        z = self.latents(seeds)
-        return self.to_images(self.synthesize(z, self.labels_for(len(seeds), label, seeds), truncation, batch_size))
+            seeds = first_seeds(1 if count is None else count)
+        images = [image for _, _, image in self.generate(seeds, truncation=truncation, label=label,
+                                                         batch_size=batch_size)]
+        if not images:
+            raise GeneratorError("No seeds given: ask for at least one image.")
+        return images
+
+    def require_images(self, what: str) -> None:
+        if not self.resolution or not self.channels:
+            raise GeneratorError(f"{self.path or 'This generator'} makes 2-D points, not images: {what} needs an "
+                                 "image generator.")
 
     def __repr__(self) -> str:
         classes = f", {self.num_classes} classes" if self.num_classes else ""
-        return (f"Generator({self.config.get('architecture')}, {self.resolution}px x {self.channels}, "
-                f"z_dim={self.z_dim}{classes}, from {self.path})")
+        makes = f"{self.resolution}px x {self.channels}" if self.resolution else "2-D points"
+        return f"Generator({self.config.get('architecture')}, {makes}, z_dim={self.z_dim}{classes}, from {self.path})"
+
+
+def generator_folder(path: str | os.PathLike) -> Path:
+    """The exported folder `path` names (a run folder names its export); a sentence when it is none."""
+    path = Path(path).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    if (path / "generator" / "config.json").is_file():
+        return path / "generator"  # a run folder that has been exported
+    what = f"{path} is not an exported generator (it has no config.json)"
+    if not path.exists():
+        what = f"{path} does not exist"
+    elif path.is_file():
+        what = f"{path} is a file, not a folder"
+    elif (path / "checkpoints").is_dir():
+        raise GeneratorError(f"{path} is a run folder whose generator has not been exported yet: run "
+                             f"`ganforge export {path}` first, then use {path} (or {path / 'generator'}).")
+    elif (path / "manifest.json").is_file():
+        what = f"{path} is a prepared dataset, not a generator: train on it, then export the run"
+    raise GeneratorError(f"{what}. Give the folder `ganforge export RUN` wrote (RUN/generator, holding "
+                         "config.json and model.safetensors).")
+
+
+def check_truncation(truncation: float) -> float:
+    if not isinstance(truncation, numbers.Real) or not 0 < truncation <= 2:  # NaN fails the comparison too
+        raise GeneratorError(f"truncation={truncation}: use a value in (0, 2]; 1 means none, 0.7 is typical.")
+    return truncation
+
+
+def check_batch_size(batch_size: int) -> int:
+    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise GeneratorError(f"batch_size={batch_size}: use at least 1 (64 is usual; smaller needs less memory).")
+    return batch_size
+
+
+# --- writing images ----------------------------------------------------------------------------------
+
+
+def check_output_folder(out: str | os.PathLike) -> Path:
+    """`out` as a folder that is there or can be made; a sentence when a file stands in the way."""
+    if not str(out).strip():
+        raise GeneratorError("The output folder is an empty name: give a folder (--out), e.g. --out samples.")
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise GeneratorError(f"The output folder {out} is a file: give a folder (--out), which is made when missing.")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise GeneratorError(f"The output folder {out} cannot be made: {blocking} is a file. Give another folder "
+                             "(--out).")
+    return out
+
+
+def output_folder(out: str | os.PathLike) -> Path:
+    """The folder to write into, made when missing; a sentence when the path cannot be a folder."""
+    out = check_output_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def read_image(path: str | os.PathLike, what_to_do: str, orient: bool = True) -> Image.Image:
+    """An image file, decoded (and turned upright by its EXIF orientation, with `orient`); a sentence
+    ending in `what_to_do` when it is not a file, too big to open safely, or damaged."""
+    import warnings
+
+    from PIL import ImageOps
+
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratorError(f"{path} is not a file: {what_to_do}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below
+            with Image.open(path) as opened:
+                if opened.width * opened.height > MAX_PIXELS:
+                    raise Image.DecompressionBombError(f"{opened.width}x{opened.height}")
+                return ImageOps.exif_transpose(opened).copy() if orient else opened.copy()
+    except Image.DecompressionBombError:
+        raise GeneratorError(f"{path} has more than {MAX_PIXELS:,} pixels, too many to open safely (it could be a "
+                             f"decompression bomb): {what_to_do}.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:  # Pillow's ways of saying a file is damaged
+        raise GeneratorError(f"{path} is not an image Pillow can read ({err}): {what_to_do}.") from None
+
+
+def save_image(image: Image.Image, path: Path, format: str = "PNG", **options) -> None:
+    """Write through `path + .tmp` and a rename, so an interrupted run never leaves half a PNG under the real
+    name. No fsync: sample folders hold many small files, and a sync each would cost more than making them."""
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        image.save(tmp, format=format, **options)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_png(image: Image.Image, path: Path, metadata: dict[str, str]) -> None:
@@ -158,7 +381,7 @@ def save_png(image: Image.Image, path: Path, metadata: dict[str, str]) -> None:
     info = PngInfo()
     for key, value in metadata.items():
         info.add_text(key, str(value))
-    image.save(path, pnginfo=info)
+    save_image(image, Path(path), pnginfo=info)
 
 
 def grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
@@ -166,3 +389,57 @@ def grid(images: list[Image.Image], columns: int | None = None) -> Image.Image:
 
     arrays = np.stack([np.asarray(im.convert("RGB")) for im in images])
     return image_grid(arrays, columns=columns)
+
+
+@dataclass
+class Written:
+    """What `write_samples` wrote."""
+
+    folder: Path
+    images: int  # seedNNNNNN.png files
+    asked: int  # seeds asked for
+    grid: Path | None = None
+    grid_images: int = 0  # how many of the first images grid.png shows
+
+    def summary(self) -> str:
+        parts = [f"{self.images:,} image(s)"] if self.images else []
+        if self.grid is not None:
+            shown = f" (the first {self.grid_images:,} of {self.asked:,})" if self.grid_images < self.asked else ""
+            parts.append(f"grid.png{shown}")
+        return f"Wrote {' and '.join(parts)} to {self.folder}"
+
+
+def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, *, truncation: float = 1.0,
+                  label: int | str | None = None, files: bool = True, with_grid: bool = False,
+                  grid_max: int = GRID_MAX, batch_size: int = 64, progress: bool = True) -> Written:
+    """seedNNNNNN.png for each seed (with `files`), and grid.png of the first `grid_max` (with `with_grid`).
+
+    Images are generated and written a batch at a time, so memory stays flat in the number of seeds;
+    with only the grid asked for, only its images are made. A progress bar (rate, time left) appears
+    when the run takes more than a second."""
+    from tqdm import tqdm
+
+    if not files and not with_grid:
+        raise GeneratorError("Nothing to write: ask for the image files, the grid, or both.")
+    if grid_max < 1:
+        raise GeneratorError(f"grid_max={grid_max}: a grid shows at least 1 image.")
+    asked = len(seeds)
+    wanted = seeds if files else itertools.islice(seeds, grid_max)
+    images = gen.generate(wanted, truncation=truncation, label=label, batch_size=batch_size)  # checks them
+    folder = output_folder(out)
+    result, shown = Written(folder, 0, asked), []
+    meta = {"truncation": truncation, "generator": str(gen.path), "software": "ganforge"}
+    total = asked if files else min(asked, grid_max)
+    with tqdm(total=total, unit="img", desc="Sampling", disable=not progress, delay=1, dynamic_ncols=True) as bar:
+        for seed, index, image in images:
+            if files:
+                extra = {} if index is None else {"class": gen.class_name(index)}
+                save_png(image, folder / f"seed{seed:06d}.png", {"seed": seed, **meta, **extra})
+                result.images += 1
+            if with_grid and len(shown) < grid_max:
+                shown.append(image)
+            bar.update(1)
+    if with_grid and shown:
+        save_image(grid(shown), folder / "grid.png")
+        result.grid, result.grid_images = folder / "grid.png", len(shown)
+    return result

@@ -350,9 +350,18 @@ def audit_generator(generated: str | os.PathLike | ImageSource, data: str | os.P
     images form the reference. `extractor` is a `FeatureExtractor` (built when None) or any function
     from uint8 (B, H, W, C) images to (B, D) features. With `out`, the report files are written there.
     """
-    from ganforge.train.loop import pick_device
+    from ganforge.generator import check_output_folder, check_seed, choose_device
 
-    torch_device = pick_device(device)
+    for number, name in ((count, "count"), (heldout_count, "heldout_count"), (reference_count, "reference_count")):
+        if number is not None and number < 2:
+            raise AuditError(f"{name}={number}: the audit compares at least 2 images of each kind (1,000 generated "
+                             "and held-out, 10,000 training are usual).")
+    if batch_size < 1:
+        raise AuditError(f"batch_size={batch_size}: use at least 1 (64 is usual; smaller needs less memory).")
+    check_seed(seed, "audit seed")
+    if out is not None:
+        check_output_folder(out)  # now, not after minutes of features
+    torch_device = choose_device(device)
     gen = _open(generated, "generated", False, which=which, device=torch_device)
     train = _open(data if data is not None else _recorded_training_data(gen), "training", True)
     held = _open(heldout, "held-out", True) if heldout is not None else None
@@ -431,7 +440,11 @@ def _sizes(gen: ImageSource, train: ImageSource, held: ImageSource | None, count
     else:  # keep at least 4/5 of the training data as reference, where copies can be seen
         n = n_split = min(heldout_count, train.available // 5)
     n_ref = min(reference_count, train.available - n_split)
-    for number, what, fix in ((m, "generated", "raise count"), (n, "held-out", "give more held-out images"),
+    more_generated = "raise count" if gen.available is None else f"{gen.path} holds {gen.available}; give more images"
+    more_heldout = ("give more held-out images" if held is not None else
+                    f"a fifth of the {train.available} training images is held out; give held-out images "
+                    "(--heldout), or more training images")
+    for number, what, fix in ((m, "generated", more_generated), (n, "held-out", more_heldout),
                               (n_ref, "training", "raise reference_count or give more training images")):
         if number < 2:
             raise AuditError(f"The audit needs at least 2 {what} images and has {number}: {fix} "

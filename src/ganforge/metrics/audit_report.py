@@ -42,7 +42,7 @@ def distances_picture(result: AuditResult, path: Path) -> None:
 
 def write_report(result: AuditResult, out: str | os.PathLike) -> dict[str, str]:
     """audit.md, audit.json, closest-pairs.png and distances.png in `out`; returns their paths."""
-    from ganforge.data.format import write_json_atomic
+    from ganforge.files import write_json_atomic, write_text_atomic
 
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def write_report(result: AuditResult, out: str | os.PathLike) -> dict[str, str]:
     distances_picture(result, out / "distances.png")
     result.files = {name: str(out / name) for name in ("audit.md", "audit.json", "closest-pairs.png", "distances.png")}
     write_json_atomic(out / "audit.json", result.to_dict())
-    (out / "audit.md").write_text(_markdown(result), encoding="utf-8")
+    write_text_atomic(out / "audit.md", _markdown(result))
     return result.files
 
 

@@ -31,6 +31,13 @@ from ganforge.metrics.sources import ImageSource, SourceError, open_source
 
 METRICS = ("fid", "kid", "pr", "dc", "is")
 METRICS_LOG = "metrics.jsonl"
+# The fewest images on each side each formula can be computed from (a covariance needs 2, KID's unbiased
+# MMD 2, precision/recall k + 1 = 4, density/coverage k + 1 = 6, the Inception Score one per split), and
+# the counts results are usually given at: with fewer, values are biased and not comparable.
+MINIMUM = {"fid": 2, "kid": 2, "pr": 4, "dc": 6, "is": 10}
+USUAL = {"fid": "10,000 generated and 50,000 real", "kid": "10,000 on each side",
+         "pr": "10,000 on each side", "dc": "10,000 on each side", "is": "50,000 generated"}
+NAMES = {"fid": "FID", "kid": "KID", "pr": "Precision/recall", "dc": "Density/coverage", "is": "The Inception Score"}
 
 
 class MetricsError(GanforgeError, ValueError):
@@ -178,11 +185,19 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
     generated features with `count` real ones. `runtime` picks what runs the Inception network
     ("auto", "torch", "onnxruntime"; see `inception_onnx`): features are the same to float rounding.
     """
-    from ganforge.train.loop import pick_device
+    from ganforge.generator import check_seed, choose_device
 
-    if count < 2:
-        raise MetricsError(f"count={count}: metrics need at least 2 generated images (10,000 is usual).")
-    torch_device = pick_device(device)
+    chosen = [name for name, on in zip(METRICS, (fid, kid, pr, dc, isc)) if on]
+    if not chosen:
+        raise MetricsError(f"No metric chosen: ask for at least one of {', '.join(METRICS)}.")
+    _check_count(chosen, count, "generated", f"count={count}")
+    if batch_size < 1:
+        raise MetricsError(f"batch_size={batch_size}: use at least 1 (64 is usual; smaller needs less memory).")
+    if fid and reference_count < MINIMUM["fid"]:
+        raise MetricsError(f"reference_count={reference_count}: FID needs at least {MINIMUM['fid']} real images "
+                           f"({USUAL['fid']} are usual).")
+    check_seed(seed, "metrics seed")
+    torch_device = choose_device(device)
     gen = generated if isinstance(generated, ImageSource) else open_source(generated, which=which, device=torch_device)
     if reference is None:
         if gen.training_data is None:
@@ -194,6 +209,10 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
     ref = reference if isinstance(reference, ImageSource) else open_source(reference, which=which, device=torch_device)
     if gen.available is not None:
         count = min(count, gen.available)
+        _check_count(chosen, count, "generated", f"{gen.path} holds {_images(gen.available)}")
+    if ref.available is not None:
+        _check_count([m for m in chosen if m != "is"], ref.available, "real",
+                     f"the reference {ref.path} holds {_images(ref.available)}")
     extractor = extractor or FeatureExtractor(device=torch_device, inception=inception, batch_size=batch_size,
                                               progress=progress, runtime=runtime)
     if isc and not extractor.network.has_logits:
@@ -222,6 +241,18 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
     if log and gen.kind == "run":
         append_metrics(gen.path, record)
     return {**results, "protocol": PROTOCOL, "reference_images": real.count}
+
+
+def _images(count: int) -> str:
+    return f"{count:,} image{'' if count == 1 else 's'}"
+
+
+def _check_count(chosen: list[str], have: int, side: str, why: str) -> None:
+    """Refuse, before any image is read, a count below what one of the chosen metrics needs."""
+    for name in chosen:
+        if have < MINIMUM[name]:
+            raise MetricsError(f"{NAMES[name]} needs at least {MINIMUM[name]} {side} images ({why}). Give more: "
+                               f"{USUAL[name]} are usual, and with fewer the value is biased.")
 
 
 def append_metrics(run: Path, record: dict) -> None:

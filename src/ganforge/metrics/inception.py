@@ -105,8 +105,10 @@ def locate_inception(path: str | os.PathLike | None = None, *, cache_dir: str | 
     cache.mkdir(parents=True, exist_ok=True)
     try:
         part = _download(TORCHSCRIPT_URL, cache, f"weights/{TORCHSCRIPT_FILE}", progress)
-    except FetchError as err:
-        raise InceptionWeightsError(f"{err} {_missing_message(cache)}") from None
+    except FetchError as err:  # its own advice (--mirror) is for datasets; the network's reason is what counts
+        reason = err.__context__ if err.__context__ is not None else err
+        raise InceptionWeightsError(f"The Inception weights are not in {cache} and could not be downloaded "
+                                    f"({reason}). {_missing_message(cache)}") from None
     try:
         if _digest(part, "sha1") != TORCHSCRIPT_SHA1:
             raise InceptionWeightsError(f"The download from {TORCHSCRIPT_URL} did not match its sha1 "

@@ -16,6 +16,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ganforge.errors import GanforgeError
+
+
+class TooFewSamplesError(GanforgeError, ValueError):
+    """A score asked of fewer samples than its formula needs."""
+
 
 class FeatureStats:
     """Streaming mean and covariance of features (float64), plus the first `keep` rows themselves.
@@ -50,6 +56,8 @@ class FeatureStats:
 
     @property
     def cov(self) -> np.ndarray:
+        if self.count < 2:
+            raise TooFewSamplesError(f"A covariance (FID) needs at least 2 samples, got {self.count}.")
         mu = self.mean
         return (self.outer - self.count * np.outer(mu, mu)) / (self.count - 1)
 
@@ -98,6 +106,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_stats(a: FeatureStats, b: FeatureStats) -> float:
+    if min(a.count, b.count) < 2:
+        raise TooFewSamplesError(f"FID needs at least 2 samples on each side, got {a.count} and {b.count}.")
     factor = None
     if a.count == len(a.features) and a.count <= len(a.sum):  # every feature kept, and few of them
         centred = a.features.astype(np.float64) - a.mean
@@ -112,7 +122,7 @@ def kernel_inception_distance(real: np.ndarray, fake: np.ndarray, subsets: int =
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     m = min(len(real), len(fake), subset_size)
     if m < 2:
-        raise ValueError(f"KID needs at least 2 samples on each side, got {len(real)} and {len(fake)}")
+        raise TooFewSamplesError(f"KID needs at least 2 samples on each side, got {len(real)} and {len(fake)}.")
     d = real.shape[1]
     values = np.empty(subsets)
     for i in range(subsets):
@@ -136,7 +146,7 @@ def knn_radii(features: np.ndarray, k: int) -> np.ndarray:
     """Distance from each row to its k-th nearest other row."""
     f = torch.from_numpy(np.asarray(features, np.float64))
     if len(f) <= k:
-        raise ValueError(f"k-NN radii with k={k} need more than {k} samples, got {len(f)}")
+        raise TooFewSamplesError(f"k-NN radii with k={k} need more than {k} samples, got {len(f)}.")
     radii = torch.empty(len(f), dtype=torch.float64)
     for start, dist in _pairwise(f, f):
         # The k+1-th smallest, because each row's nearest neighbour in its own set is itself (distance 0).
@@ -174,6 +184,9 @@ def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5) -> tuple[fl
 
 def inception_score(logits: np.ndarray, splits: int = 10) -> tuple[float, float]:
     logits = torch.from_numpy(np.asarray(logits, np.float64))
+    if len(logits) < splits:
+        raise TooFewSamplesError(f"The Inception Score over {splits} splits needs at least {splits} samples, "
+                                 f"got {len(logits)}.")
     scores = []
     for part in torch.chunk(logits, splits):
         p = torch.softmax(part, dim=1)

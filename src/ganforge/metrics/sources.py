@@ -44,13 +44,17 @@ class ImageSource:
 def open_source(path: str | os.PathLike, *, which: str = "best", device: torch.device | str = "cpu") -> ImageSource:
     """Recognise what `path` is. For a run folder, `which` picks the 'best' checkpoint (falling back to the
     last when no evaluation chose one) or the 'last'."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
-        raise SourceError(f"{path} does not exist.")
+        raise SourceError(f"{path} does not exist: give an exported generator, a run folder, a prepared dataset "
+                          "or a folder of images.")
     if path.is_dir() and (path / "manifest.json").is_file():
         return _dataset_source(path)
     if path.is_dir() and (path / "config.json").is_file() and (path / "model.safetensors").is_file():
         return _generator_source(path, device)
+    if path.is_dir() and (path / "config.json").is_file() and not any(_image_files(path)):
+        raise SourceError(f"{path} has a config.json but no model.safetensors: it is an incomplete export. Export "
+                          "the run again (ganforge export RUN).")
     if path.is_dir() and (path / "checkpoints").is_dir():
         return _run_source(path, which, device)
     if path.is_dir():
@@ -85,24 +89,32 @@ def _pick(available: int, count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(available)[:count]
 
 
+def _image_files(path: Path) -> Iterator[Path]:
+    return (p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _read_rgb(file: Path) -> np.ndarray:
+    """One image file as uint8 (H, W, 3); a sentence naming the file when it cannot be read."""
+    from ganforge.generator import GeneratorError, read_image
+
+    fix = "remove it, or run `ganforge prepare` on the folder, which skips and reports bad files"
+    try:  # not turned by EXIF: the features, and the cached statistics, stay those of earlier versions
+        return np.asarray(read_image(file, fix, orient=False).convert("RGB"))
+    except GeneratorError as err:
+        raise SourceError(str(err)) from None
+
+
 def _folder_source(path: Path) -> ImageSource:
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(_image_files(path))
     if not files:
         raise SourceError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}), no prepared dataset "
                           "(manifest.json), no exported generator and no run.")
 
     def batches(count: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
-        from PIL import Image
-
         picks = _pick(len(files), count, seed)
         batch: list[np.ndarray] = []
         for index in picks:
-            try:
-                with Image.open(files[index]) as image:
-                    pixels = np.asarray(image.convert("RGB"))
-            except OSError as err:
-                raise SourceError(f"{files[index]} cannot be read as an image ({err}); remove it, or run "
-                                  "`ganforge prepare` on the folder, which skips and reports bad files.") from None
+            pixels = _read_rgb(files[index])
             if batch and pixels.shape != batch[0].shape:  # sizes differ: flush, each batch is one shape
                 yield np.stack(batch)
                 batch = []
@@ -139,10 +151,10 @@ def _sampler(generator: torch.nn.Module, z_dim: int, classes: int, device) -> Ca
 def _generator_source(path: Path, device) -> ImageSource:
     from ganforge.export import load_generator
 
+    generator = load_generator(path, device=device)  # first: it explains a damaged config.json
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    generator = load_generator(path, device=device)
     model = config["config"]
-    if "resolution" not in model:
+    if not model.get("resolution"):
         raise SourceError(f"{path} generates points, not images; Inception metrics need images.")
     training = config.get("training", {})
     classes = model.get("num_classes", 0)
@@ -171,7 +183,7 @@ def _run_source(path: Path, which: str, device) -> ImageSource:
 
     checkpoint, state = run_checkpoint(path, which)
     model = state["model_config"]
-    if "resolution" not in model:
+    if not model.get("resolution"):
         raise SourceError(f"{path} is a run on points; Inception metrics need images.")
     generator = create_generator(state["model_name"], model)
     generator.load_state_dict(state["G_ema"])
