@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ganforge: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `ganforge ... | head`: the reader left; nothing to say to it
+        sys.stderr.close()
+        return 141
     except BaseException as exc:  # the one place a failure becomes a sentence and an exit status
         if args.debug or isinstance(exc, SystemExit):
             raise
@@ -182,8 +185,9 @@ def _add_train(commands) -> None:
             "Train on DATASET (a folder made by `ganforge prepare`). Settings come from a preset "
             "(dcgan for images, points for point sets) and key=value overrides, e.g. `loss=hinge kimg=200 "
             "model.g_width=32`; unknown keys are an error. Each run gets a numbered folder under runs/ "
-            "with its config, log, sample grids and checkpoints. Ctrl-C saves and stops; "
-            "`ganforge train --resume RUN` continues exactly."
+            "with its config, log, sample grids and checkpoints. Ctrl-C saves and stops (exit status 130; "
+            "SIGTERM: 143); `ganforge train --resume RUN` continues with all state restored, bit for bit "
+            "with deterministic=true."
         ),
     )
     p.add_argument("args", nargs="*", metavar="DATASET | key=value",
@@ -218,8 +222,10 @@ def _run_train(args) -> int:
         if (run / name).exists():
             print(f"  {run / name}")
     print(f"  {run / 'grids'}/  {run / 'checkpoints'}/  {run / 'log.jsonl'}")
-    if result.stopped_by != "budget":
+    if result.stopped_by in ("SIGINT", "SIGTERM"):
+        # unfinished: a non-zero status, so `ganforge train ... && ganforge export ...` stops here too
         print(f"Continue with: ganforge train --resume {run}")
+        return 130 if result.stopped_by == "SIGINT" else 143
     print(f"Export the generator with: ganforge export {run}")
     return 0
 
