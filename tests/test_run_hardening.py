@@ -431,3 +431,20 @@ def test_resume_survives_a_damaged_config_yaml_and_names_a_moved_dataset(trained
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(result.config.data), "/nowhere/data"))
     with pytest.raises(ConfigError, match="/nowhere/data, which is no longer there"):
         train_gan(resume=run, overrides={"kimg": 0.16}, progress=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--minutes", "-1"], "positive budget"),
+    (["demo", "--resolution", "512"], "16, 32, 64, 128 or 256 px"),
+    (["health", "{run}", "--out", "{file}"], "is a file"),
+    (["compare", "{run}", "--out", "{file}"], "name a picture file"),
+])
+def test_other_commands_answer_mistakes_in_one_sentence(trained, tmp_path, capsys, args, message):
+    (tmp_path / "afile").write_text("mine")
+    filled = [a.format(run=trained, file=tmp_path / "afile") for a in args]
+    if filled[0] == "demo":
+        filled += ["--out", str(tmp_path / "demo")]
+    assert main(filled) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert (tmp_path / "afile").read_text() == "mine" and not (tmp_path / "demo").exists()

@@ -16,12 +16,18 @@ from ganforge.data.prepare import prepare_dataset
 from ganforge.data.reader import to_uint8_images
 from ganforge.export import export_generator, load_generator
 from ganforge.pictures import image_grid
+from ganforge.train.config import ConfigError
 from ganforge.train.session import train_gan
 
 
 def run_demo(out: str | os.PathLike = "ganforge-demo", *, resolution: int = 32, minutes: float = 3.0,
              kimg: float = 0.0, progress: bool = True) -> Path:
     out = Path(out)
+    if minutes < 0 or kimg < 0 or not (minutes or kimg):
+        raise ConfigError(f"The demo needs a positive budget: --minutes (got {minutes:g}) or --kimg (got {kimg:g}).")
+    if resolution not in (16, 32, 64, 128, 256):
+        raise ConfigError(f"The demo's DCGAN makes 16, 32, 64, 128 or 256 px images, not {resolution}: "
+                          "try --resolution 32.")
     print(f"ganforge demo 1/3: preparing the built-in handwritten digits (1,797 images) at {resolution} px")
     prepared = prepare_dataset("digits", out / f"digits-{resolution}", resolution=resolution, progress=progress)
     sheet = inspect_dataset(prepared.path).contact_sheet

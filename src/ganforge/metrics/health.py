@@ -215,6 +215,8 @@ def write_health_report(run: str | Path, out: str | Path | None = None) -> tuple
     """Diagnose the run and write health.md + health.png (into the run folder by default)."""
     run = Path(run)
     out = Path(out) if out else run
+    if out.exists() and not out.is_dir():
+        raise GanforgeError(f"--out {out} is a file: give a folder for health.md and health.png.")
     out.mkdir(parents=True, exist_ok=True)
     diagnosis = diagnose(run)
     picture = _plot(run, out / "health.png", diagnosis)
