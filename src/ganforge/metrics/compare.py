@@ -46,6 +46,11 @@ def _lower_is_better(name: str) -> bool:
 def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple[str, Path | None]:
     """The comparison table (Markdown) and the path of `compare.png` (None when no run has metrics)."""
     runs = [Path(r) for r in runs]
+    target = Path(out) if out else Path("compare.png")
+    if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg", ".pdf"):
+        raise GanforgeError(f"--out {target}: name a picture file ending in .png, .jpg, .svg or .pdf.")
+    if target.is_dir():
+        raise GanforgeError(f"--out {target} is a folder: name a picture file in it, e.g. {target / 'compare.png'}.")
     for run in runs:
         if not (run / "log.jsonl").is_file():
             raise GanforgeError(f"{run} is not a run folder (no log.jsonl).")
@@ -71,11 +76,6 @@ def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple
         rows.append(cells)
     table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                       + ["| " + " | ".join(r) + " |" for r in rows])
-    target = Path(out) if out else Path("compare.png")
-    if target.suffix.lower() not in (".png", ".jpg", ".jpeg", ".svg", ".pdf"):
-        raise GanforgeError(f"--out {target}: name a picture file ending in .png, .jpg, .svg or .pdf.")
-    if target.is_dir():
-        raise GanforgeError(f"--out {target} is a folder: name a picture file in it, e.g. {target / 'compare.png'}.")
     _plot(data, names, target)
     return table, target
 
