@@ -206,7 +206,7 @@ def test_tiny_counts_and_bad_settings_are_refused_before_any_feature(cifar, tmp_
     training = array_source(cifar[:100], "train")
     (tmp_path / "file").write_text("")
     for options, says in (({"count": -5}, "count=-5"), ({"count": 2, "reference_count": 1}, "reference_count=1"),
-                          ({"count": 50, "batch_size": 0}, "batch_size"), ({"count": 50, "seed": -1}, "seed"),
+                          ({"count": 10**9}, "in memory"), ({"count": 50, "batch_size": 0}, "batch_size"), ({"count": 50, "seed": -1}, "seed"),
                           ({"count": 50, "device": "gpu"}, "not a device"),
                           ({"count": 50, "out": tmp_path / "file"}, "is a file")):
         with pytest.raises(GanforgeError, match=says):

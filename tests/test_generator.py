@@ -290,3 +290,32 @@ def test_explore_and_metrics_mistakes_get_one_sentence(exported, tmp_path, capsy
     out = [] if "--out" in args or args[0] == "eval" else ["--out", str(tmp_path / "out")]
     assert main([*args, *out, "--device", "cpu"] if args[0] != "eval" else args) == 2
     assert says in one_line_error(capsys)
+
+
+def test_a_long_run_stopped_early_keeps_its_grid_and_no_half_files(exported, tmp_path, monkeypatch):
+    gen = Generator.from_pretrained(exported, device="cpu")
+    calls = [0]
+    original = generator_module.save_png
+
+    def interrupted_at_260(image, path, metadata):
+        calls[0] += 1
+        if calls[0] == 260:
+            raise KeyboardInterrupt
+        original(image, path, metadata)
+
+    monkeypatch.setattr(generator_module, "save_png", interrupted_at_260)
+    with pytest.raises(KeyboardInterrupt):
+        write_samples(gen, range(10**6), tmp_path, with_grid=True, progress=False)
+    assert (tmp_path / "grid.png").is_file() and len(list(tmp_path.glob("seed*.png"))) == 259
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_png_cut_off_while_written_leaves_nothing_under_its_name(tmp_path, monkeypatch):
+    def half_then_interrupted(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", half_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generator_module.save_png(Image.new("L", (4, 4)), tmp_path / "seed000001.png", {"seed": 1})
+    assert list(tmp_path.iterdir()) == []

@@ -429,3 +429,56 @@ def test_a_decompression_bomb_or_a_cut_file_in_a_folder_is_named(tmp_path):
         (folder / name).unlink()
     with pytest.raises(SourceError, match="does not exist: give"):
         open_source(tmp_path / "missing")
+
+
+class RandomFeatures:
+    """Stands in for the extractor: random features, counted, for the cache's sake."""
+
+    def __init__(self):
+        self.calls, self.kept = 0, []
+
+    def stats(self, source, count, *, keep, seed=0, logits=False, label=""):
+        self.calls += 1
+        self.kept.append(keep)
+        stats = scores.FeatureStats(dim=8, keep=keep)
+        stats.add(np.random.default_rng(seed).normal(size=(count, 8)))
+        return stats, None
+
+
+def test_a_cache_that_cannot_be_written_or_read_costs_only_time(tmp_path, monkeypatch, capsys):
+    from ganforge.metrics.evaluate import reference_stats
+    from ganforge.metrics.sources import open_source
+
+    source = open_source(_folder_of(tmp_path / "real", 4))
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "not-a-folder"))
+    extractor = RandomFeatures()
+    assert reference_stats(extractor, source, 4, keep=4).count == 4
+    assert "could not be cached" in capsys.readouterr().err
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    first = reference_stats(extractor, source, 4, keep=4)
+    for damaged in (tmp_path / "cache" / "metrics").iterdir():
+        damaged.write_bytes(b"PK\x03\x04 cut short")  # a zip header and nothing after it
+    again = reference_stats(extractor, source, 4, keep=4)  # recomputed, not a crash
+    assert extractor.calls == 3 and np.allclose(again.features, first.features)
+
+
+def test_results_survive_a_run_folder_that_cannot_be_written(tmp_path, capsys):
+    from ganforge.metrics.sources import ImageSource
+
+    (tmp_path / "run").write_text("a file where the run folder should be")
+    run = ImageSource("run", tmp_path / "run", None, lambda count, batch_size, seed: iter(()))
+    extractor = RandomFeatures()
+    extractor.runtime = "torch"
+    results = calculate_metrics(run, _folder_of(tmp_path / "real", 4), count=4, extractor=extractor, cache=False,
+                                progress=False)
+    assert "fid4" in results and "could not be added" in capsys.readouterr().err
+
+
+def test_fid_alone_keeps_no_generated_features(tmp_path):
+    extractor = RandomFeatures()
+    extractor.runtime = "torch"
+    a, b = _folder_of(tmp_path / "a", 6), _folder_of(tmp_path / "b", 6)
+    both = calculate_metrics(a, b, count=6, extractor=extractor, cache=False, progress=False)
+    alone = calculate_metrics(a, b, count=6, kid=False, extractor=extractor, cache=False, progress=False)
+    assert alone["fid6"] == both["fid6"] and extractor.kept == [6, 6, 0, 6]  # generated, real; generated, real

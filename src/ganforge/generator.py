@@ -415,8 +415,9 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
     """seedNNNNNN.png for each seed (with `files`), and grid.png of the first `grid_max` (with `with_grid`).
 
     Images are generated and written a batch at a time, so memory stays flat in the number of seeds;
-    with only the grid asked for, only its images are made. A progress bar (rate, time left) appears
-    when the run takes more than a second."""
+    with only the grid asked for, only its images are made. The grid is written as soon as its images
+    are there, so a long run stopped early still has it. A progress bar (rate, time left) appears when
+    the run takes more than a second."""
     from tqdm import tqdm
 
     if not files and not with_grid:
@@ -430,16 +431,17 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
     result, shown = Written(folder, 0, asked), []
     meta = {"truncation": truncation, "generator": str(gen.path), "software": "ganforge"}
     total = asked if files else min(asked, grid_max)
+    grid_size = min(asked, grid_max) if with_grid else 0
     with tqdm(total=total, unit="img", desc="Sampling", disable=not progress, delay=1, dynamic_ncols=True) as bar:
         for seed, index, image in images:
             if files:
                 extra = {} if index is None else {"class": gen.class_name(index)}
                 save_png(image, folder / f"seed{seed:06d}.png", {"seed": seed, **meta, **extra})
                 result.images += 1
-            if with_grid and len(shown) < grid_max:
+            if len(shown) < grid_size:
                 shown.append(image)
+                if len(shown) == grid_size:
+                    save_image(grid(shown), folder / "grid.png")
+                    result.grid, result.grid_images = folder / "grid.png", len(shown)
             bar.update(1)
-    if with_grid and shown:
-        save_image(grid(shown), folder / "grid.png")
-        result.grid, result.grid_images = folder / "grid.png", len(shown)
     return result

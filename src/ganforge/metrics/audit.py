@@ -49,6 +49,7 @@ NEAR_SHARE = 0.05  # ... and 5% of them (five times what fresh images show) coun
 MIN_CELL_GENERATED = 20  # Meehan et al.'s code keeps cells with more than tau = 20 / m of the generated
 PIXEL_CHUNK = 512  # training images per pixel-distance pass: bounds memory and repeated conversions
 QUERY_BLOCK = 1024
+MAX_HELD = 100_000  # generated and held-out images are held in memory with their pixels (and compared pairwise)
 PAIR_ROWS = ("features: generated", "features: nearest training", "pixels: generated", "pixels: nearest training")
 
 
@@ -356,6 +357,10 @@ def audit_generator(generated: str | os.PathLike | ImageSource, data: str | os.P
         if number is not None and number < 2:
             raise AuditError(f"{name}={number}: the audit compares at least 2 images of each kind (1,000 generated "
                              "and held-out, 10,000 training are usual).")
+    for number, name in ((count, "count"), (heldout_count, "heldout_count")):
+        if number is not None and number > MAX_HELD:
+            raise AuditError(f"{name}={number:,}: the audit holds its generated and held-out images in memory, at "
+                             f"most {MAX_HELD:,} of each (1,000 are usual and enough for the test).")
     if batch_size < 1:
         raise AuditError(f"batch_size={batch_size}: use at least 1 (64 is usual; smaller needs less memory).")
     check_seed(seed, "audit seed")

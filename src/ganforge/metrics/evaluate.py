@@ -11,10 +11,13 @@ side is a run folder, the result is appended to `RUN/metrics.jsonl`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,15 +164,27 @@ def reference_stats(extractor: FeatureExtractor, source: ImageSource, count: int
                     stats = scores.FeatureStats.from_state(dict(data))
                 if len(stats.features) >= keep:
                     return stats
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 pass  # a damaged cache file is recomputed and replaced
     stats, _ = extractor.stats(source, count, keep=max(keep, 1), seed=seed, label=f" ({source.kind}, real)")
     if path is not None:
+        _save_cache(path, stats)
+    return stats
+
+
+def _save_cache(path: Path, stats: scores.FeatureStats) -> None:
+    """Keep the statistics for next time; a cache that cannot be written only costs that time again."""
+    tmp = path.with_name(path.name + ".tmp.npz")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **stats.state())
         os.replace(tmp, path)
-    return stats
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        print(f"warning: the reference statistics could not be cached in {path.parent} ({err.strerror or err}); "
+              "they will be computed again next time. Set GANFORGE_CACHE to a folder you can write to.",
+              file=sys.stderr)
 
 
 def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str | os.PathLike | ImageSource | None = None,
@@ -219,7 +234,10 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
         raise MetricsError("The Inception Score needs the classifier, which the TorchScript pool3 file lacks: "
                            "use pytorch-fid's full weights (--inception pt_inception-2015-12-05-6726825d.pth).")
     started = time.perf_counter()
-    fake, logits = extractor.stats(gen, count, keep=count, seed=seed + 1, logits=isc, label=f" ({gen.kind})")
+    # FID and IS need only the running statistics (and logits) of the generated side: its features are kept
+    # for KID, precision/recall and density/coverage alone, so an FID of a million images needs no 8 GB of rows
+    keep = count if (kid or pr or dc) else 0
+    fake, logits = extractor.stats(gen, count, keep=keep, seed=seed + 1, logits=isc, label=f" ({gen.kind})")
     real_count = reference_count if fid else count
     real = reference_stats(extractor, ref, max(real_count, count), keep=count, seed=seed, cache=cache)
     n = count_name(count)
@@ -239,7 +257,11 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
               "checkpoint": gen.checkpoint, "seconds": round(time.perf_counter() - started, 1),
               "runtime": extractor.runtime}
     if log and gen.kind == "run":
-        append_metrics(gen.path, record)
+        try:
+            append_metrics(gen.path, record)
+        except OSError as err:  # the numbers are still returned (and printed): only the run's record is missing
+            print(f"warning: the results could not be added to {gen.path / METRICS_LOG} ({err.strerror or err}).",
+                  file=sys.stderr)
     return {**results, "protocol": PROTOCOL, "reference_images": real.count}
 
 
