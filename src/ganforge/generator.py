@@ -125,7 +125,7 @@ def first_seeds(count: int) -> range:
 
 def choose_device(requested: str | torch.device = "auto") -> torch.device:
     """'auto', 'cpu', 'cuda' or 'cuda:N' -> a device this machine has; otherwise a sentence saying what does."""
-    from ganforge.train.loop import pick_device
+    from ganforge.device import pick_device
 
     if isinstance(requested, torch.device):
         requested = str(requested)
