@@ -463,6 +463,29 @@ def test_a_cache_that_cannot_be_written_or_read_costs_only_time(tmp_path, monkey
     assert extractor.calls == 3 and np.allclose(again.features, first.features)
 
 
+def test_cached_statistics_holding_nan_are_recomputed_with_a_warning(tmp_path, monkeypatch, capsys):
+    from ganforge.metrics.evaluate import reference_stats
+    from ganforge.metrics.sources import open_source
+
+    source = open_source(_folder_of(tmp_path / "real", 4))
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
+    extractor = RandomFeatures()
+    first = reference_stats(extractor, source, 4, keep=4)
+    (cached,) = (tmp_path / "cache" / "metrics").iterdir()
+    with np.load(cached) as data:
+        state = dict(data)
+    state["outer"][0, 0] = np.nan  # what the tester wrote into the cache
+    np.savez(cached, **state)
+    capsys.readouterr()
+    again = reference_stats(extractor, source, 4, keep=4)
+    assert extractor.calls == 2 and np.isfinite(again.outer).all() and np.allclose(again.outer, first.outer)
+    assert "NaN or infinite" in capsys.readouterr().err
+    with np.load(cached) as data:  # and the damaged file was replaced
+        assert np.isfinite(data["outer"]).all()
+    reference_stats(extractor, source, 4, keep=4)
+    assert extractor.calls == 2
+
+
 def test_results_survive_a_run_folder_that_cannot_be_written(tmp_path, capsys):
     from ganforge.metrics.sources import ImageSource
 

@@ -162,7 +162,10 @@ def reference_stats(extractor: FeatureExtractor, source: ImageSource, count: int
             try:
                 with np.load(path) as data:
                     stats = scores.FeatureStats.from_state(dict(data))
-                if len(stats.features) >= keep:
+                if not _finite(stats):
+                    print(f"warning: the cached reference statistics {path} hold NaN or infinite values (the file "
+                          "is damaged); computing them again.", file=sys.stderr)
+                elif len(stats.features) >= keep:
                     return stats
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
                 pass  # a damaged cache file is recomputed and replaced
@@ -170,6 +173,12 @@ def reference_stats(extractor: FeatureExtractor, source: ImageSource, count: int
     if path is not None:
         _save_cache(path, stats)
     return stats
+
+
+def _finite(stats: scores.FeatureStats) -> bool:
+    """Whether cached statistics are whole numbers (a count) and finite values, as computed ones always are."""
+    return (stats.count >= 0 and bool(np.isfinite(stats.sum).all()) and bool(np.isfinite(stats.outer).all())
+            and bool(np.isfinite(stats.features).all()))
 
 
 def _save_cache(path: Path, stats: scores.FeatureStats) -> None:
