@@ -142,14 +142,101 @@ def test_files_ganforge_did_not_make_are_refused_and_kept(src, out, name, make, 
     assert snapshot(out) == before
 
 
-def test_an_unfinished_run_does_not_leave_its_labels_to_the_next(src, out):
+def kill_before_the_manifest(monkeypatch, prepare_it) -> None:
+    """Stop a preparation as a kill would, just before it writes its manifest."""
+    real = prepare_module.write_json_atomic
+
+    def killed(path, data):
+        if Path(path).name == "manifest.json":
+            raise KeyboardInterrupt
+        return real(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(prepare_module, "write_json_atomic", killed)
+        with pytest.raises(KeyboardInterrupt):
+            prepare_it()
+
+
+def test_an_unfinished_run_does_not_leave_its_labels_to_the_next(src, out, monkeypatch):
     write(src / "a" / "1.png", encode(solid(RED)))
     write(src / "b" / "1.png", encode(solid(BLUE)))
-    prepare(src, out, labels="folders")
-    (out / "manifest.json").unlink()  # as if killed just before the manifest
+    kill_before_the_manifest(monkeypatch, lambda: prepare(src, out, labels="folders"))
+    assert (out / "labels.npy").exists() and not (out / "manifest.json").exists()
     prepare(src, out, labels="none")
     assert not (out / "labels.npy").exists()
     assert PreparedDataset(out).labels is None
+
+
+USERS_FILES = {  # a name ganforge writes, holding the user's own bytes
+    "images.npy": b"mine\n",
+    "labels.npy": np.arange(3).tobytes(),
+    "points.npy": b"mine",
+    "prepare-report.json": b'{"my": "notes"}',
+    "manifest.json.tmp": b"{}",
+    "contact-sheet.png": encode(solid(RED)),
+}
+
+
+@pytest.mark.parametrize("name", USERS_FILES)
+@pytest.mark.parametrize("overwrite", [False, True], ids=["rerun", "overwrite"])
+@pytest.mark.parametrize("with_empty_partial", [False, True], ids=["alone", "beside an empty .partial"])
+def test_a_users_file_with_an_output_name_is_refused_and_kept(src, out, name, overwrite, with_empty_partial):
+    """Without a manifest, an output's name alone does not make a file ganforge's: only a .partial with its plan does."""
+    with_one_good_image(src)
+    write(out / name, USERS_FILES[name])
+    if with_empty_partial:
+        (out / ".partial").mkdir()
+    before = snapshot(out)
+    with pytest.raises(PrepareError, match=f"not empty and holds no prepared dataset \\(.*{name}"):
+        prepare(src, out, overwrite=overwrite)
+    assert snapshot(out) == before
+
+
+def test_the_cli_refuses_a_folder_holding_a_users_images_npy(tmp_path, capsys):
+    folder = tmp_path / "u"
+    write(folder / "images.npy", b"mine\n")
+    code = main(["prepare", "digits", str(folder), "-r", "16", "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not empty and holds no prepared dataset (images.npy)" in err and err.count("\n") == 1
+    assert sorted(p.name for p in folder.iterdir()) == ["images.npy"]
+    assert (folder / "images.npy").read_bytes() == b"mine\n"
+
+
+def test_a_kill_while_overwriting_leaves_a_folder_the_next_run_finishes(src, out, monkeypatch):
+    with_one_good_image(src)
+    prepare(src, out)
+    real, calls = Path.unlink, []
+
+    def killed_after_the_manifest(path, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(path.name)
+        return real(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "unlink", killed_after_the_manifest)
+        with pytest.raises(KeyboardInterrupt):
+            prepare(src, out, crop="pad", overwrite=True)
+    assert calls == ["manifest.json"] and (out / "images.npy").exists()
+    assert prepare(src, out, crop="pad").included == 1
+    assert PreparedDataset(out).manifest["settings"]["crop"] == "pad"
+
+
+@pytest.mark.parametrize("overwrite", [False, True], ids=["rerun", "overwrite"])
+def test_a_point_set_killed_before_its_manifest_is_finished_by_the_next_run(out, monkeypatch, overwrite):
+    run = lambda **kw: prepare_module.prepare_dataset("ring8", out, count=100, progress=False, **kw)  # noqa: E731
+    kill_before_the_manifest(monkeypatch, run)
+    assert (out / "points.npy").exists() and (out / "labels.npy").exists()
+    assert run(overwrite=overwrite).included == 100
+    assert sorted(p.name for p in out.iterdir()) == ["labels.npy", "manifest.json", "points.npy"]
+
+
+def test_a_run_that_found_no_image_can_be_run_again_once_there_are_images(src, out):
+    write(src / "a.jpg", b"<html>404</html>")
+    with pytest.raises(PrepareError, match="No usable image"):
+        prepare(src, out)
+    with_one_good_image(src)
+    assert prepare(src, out).included == 1
 
 
 def test_no_usable_image_leaves_no_unfinished_work(src, out):
@@ -486,6 +573,11 @@ CLI_MISTAKES = {
     "source is an empty folder": (["prepare", "{tmp}/void", "{tmp}/o", "-r", "8"], "the source is empty"),
     "source is the output": (["prepare", "{src}", "{src}", "-r", "8"], "inside the source"),
     "inspect a non-dataset": (["inspect", "{src}"], "not a prepared dataset"),
+    "digits:test": (["prepare", "digits:test", "{tmp}/o", "-r", "16"], "1,797 images with no test split: use digits."),
+    "digits:foo": (["prepare", "digits:foo", "{tmp}/o", "-r", "16"], "with no foo split: use digits."),
+    "ring8:test": (["prepare", "ring8:test", "{tmp}/o"], "ring8 is a generated point set; it has no test split: use ring8."),
+    "a prepared dataset as the source": (["prepare", "{tmp}/ds", "{tmp}/o", "-r", "16"],
+                                         "is already a prepared dataset: train on it directly (ganforge train "),
     "inspect --count 0": (["inspect", "{tmp}/ds", "--count", "0"], "--count must be between 1 and"),
     "inspect --count -5": (["inspect", "{tmp}/ds", "--count", "-5"], "--count must be between 1 and"),
     "inspect --out x.txt": (["inspect", "{tmp}/ds", "--out", "{tmp}/x.txt"], "end it in .png"),
@@ -502,7 +594,7 @@ def test_cli_mistakes_are_one_sentence_and_touch_no_user_file(tmp_path, capsys, 
     _cut_zip(tmp_path / "cut.zip")
     _empty_zip(tmp_path / "nothing.zip")
     (tmp_path / "void").mkdir()
-    if case.startswith("inspect --"):
+    if case.startswith("inspect --") or case == "a prepared dataset as the source":
         prepare(src, tmp_path / "ds")
     before = files_under(tmp_path)
     argv, expected = CLI_MISTAKES[case]
@@ -513,6 +605,11 @@ def test_cli_mistakes_are_one_sentence_and_touch_no_user_file(tmp_path, capsys, 
     after = files_under(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before  # no user file changed or gone
     assert set(after) - set(before) <= {"o", "o/prepare-report.json"}  # at most the report of a source with no image
+
+
+def test_the_built_in_digits_without_a_split_are_still_prepared(out):
+    result = prepare_module.prepare_dataset("digits", out, resolution=8, workers=1, progress=False)
+    assert result.included == 1797 and PreparedDataset(out).manifest["settings"]["source"] == "dataset:digits:train"
 
 
 def files_under(root: Path) -> dict:

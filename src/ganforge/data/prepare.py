@@ -36,18 +36,23 @@ from ganforge.data.format import (
     save_npy_atomic,
     write_json_atomic,
 )
+from ganforge.data.output import (
+    OUTPUT_FILES,
+    PARTIAL,
+    PrepareError,
+    check_writable,
+    clear_output,
+    ganforge_manifest,
+    make_folder,
+    mark_unfinished,
+    previous_manifest,
+    remove_leftovers,
+    reuse_or_clear,
+    unwritable_message,
+)
 from ganforge.data.sources import Skipped, SourceFile, label_root, open_source
-from ganforge.errors import GanforgeError
-from ganforge.files import TMP_SUFFIX, DiskFullError, disk_full_message, existing_parent, is_disk_full, remove_stale_tmp
 
-PARTIAL = ".partial"
-_OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "points.npy", "contact-sheet.png")
-_OUTPUTS = (*_OUTPUT_FILES, PARTIAL)
 MIN_RESOLUTION, MAX_RESOLUTION = 4, 4096
-
-
-class PrepareError(GanforgeError):
-    pass
 
 
 @dataclass
@@ -160,11 +165,12 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
     except TypeError as exc:
         raise PrepareError(f"{exc}. Known options: {', '.join(PrepareOptions.__dataclass_fields__)}.") from None
     out = Path(out).expanduser()
+    _refuse_wrong_source(str(src))  # before the options: a wrong source is the first thing to fix
     opts.validate(_kind_of(str(src)))  # before resolving: a named dataset may take minutes to load
     source = _resolve_source(str(src), out, opts)
     settings = {"source": source.identity, **opts.output_settings(source.kind)}
-    previous = _previous_manifest(out)
-    _check_writable(out)  # before the scan, which may take minutes on a large archive
+    previous = previous_manifest(out)
+    check_writable(out)  # before the scan, which may take minutes on a large archive
     digest = None
     if source.kind != "points":
         if progress:
@@ -172,22 +178,22 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
         files, skipped = source.scan()
         files, skipped, class_of = _assign_classes(source, files, skipped, opts)
         digest = _digest(files)
-    if _reuse_or_clear(out, previous, settings, digest, opts.overwrite):
+    if reuse_or_clear(out, previous, settings, digest, opts.overwrite):
         damage = _damage(out)
         if damage is None:
-            _remove_leftovers(out, (PARTIAL,))  # a kill after the manifest was written, before the clean-up
+            remove_leftovers(out, (PARTIAL,))  # a kill after the manifest was written, before the clean-up
             return _reused(out, previous)
         print(f"{out} was prepared with these settings but is damaged, so it is prepared again. ({damage})",
               file=sys.stderr, flush=True)
-        _remove_leftovers(out, _OUTPUTS)
-    _make_folder(out, out)
-    _remove_leftovers(out, tuple(name for name in _OUTPUT_FILES if name != MANIFEST))
+        clear_output(out)
+    make_folder(out, out)
+    remove_leftovers(out, tuple(name for name in OUTPUT_FILES if name != MANIFEST))
     try:
         if source.kind == "points":
             return _prepare_points(source, out, opts, settings)
         return _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress)
     except PermissionError as exc:  # e.g. the folder was made read-only while preparing
-        raise PrepareError(_unwritable_message(out, Path(exc.filename or out).parent, exc)) from None
+        raise PrepareError(unwritable_message(out, Path(exc.filename or out).parent, exc)) from None
 
 
 def _damage(out: Path) -> str | None:
@@ -236,6 +242,24 @@ def _kind_of(src: str) -> str:
     return "points" if src in MIXTURES and not Path(src).expanduser().exists() else "images"
 
 
+def _refuse_wrong_source(src: str) -> None:
+    """Refuse a split of a source that has none, and a prepared dataset given as a source."""
+    from ganforge.data.synthetic import MIXTURES
+
+    path = Path(src).expanduser()
+    if path.exists():
+        if path.is_dir() and ganforge_manifest(path / MANIFEST) is not None:
+            raise PrepareError(f"{src} is already a prepared dataset: train on it directly (ganforge train {src}), "
+                               "or prepare from the original images.")
+        return
+    name, sep, split = src.partition(":")
+    no_split = f"no {split} split" if split else "no splits"
+    if sep and name == "digits":
+        raise PrepareError(f"The built-in digits are one set of 1,797 images with {no_split}: use digits.")
+    if sep and name in MIXTURES:
+        raise PrepareError(f"{name} is a generated point set; it has {no_split}: use {name}.")
+
+
 def _resolve_source(src: str, out: Path, opts: PrepareOptions):
     path = Path(src).expanduser()
     if path.exists():
@@ -247,7 +271,7 @@ def _resolve_source(src: str, out: Path, opts: PrepareOptions):
 
     if src in synthetic.MIXTURES:
         return _PointSource(src)
-    if src.split(":")[0] == "digits":
+    if src == "digits":
         from ganforge.data.builtin import load_digits
 
         return _ArraySource(load_digits())
@@ -265,101 +289,6 @@ def _check_not_nested(src: Path, out: Path) -> None:
         raise PrepareError(f"The source {src} is inside the output {out}. Choose a separate output folder.")
 
 
-def _previous_manifest(out: Path) -> dict | None:
-    """The manifest of an earlier preparation in `out`, or None; refuses folders ganforge did not make."""
-    if not out.exists():
-        return None
-    if not out.is_dir():
-        raise PrepareError(f"{out} exists and is not a folder. Choose another output.")
-    manifest_file = out / MANIFEST
-    if manifest_file.exists():
-        try:
-            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-            raise PrepareError(f"{out} holds a {MANIFEST} that ganforge did not write (or that is damaged). "
-                               "Choose a new or empty output folder; ganforge never deletes files it did not make.")
-        return manifest
-    foreign = sorted(p.name for p in out.iterdir() if not _is_ours(p))
-    if foreign:
-        raise PrepareError(f"{out} is not empty and holds no prepared dataset ({', '.join(foreign[:3])}"
-                           f"{', ...' if len(foreign) > 3 else ''}). Choose a new or empty folder.")
-    return None
-
-
-def _is_ours(path: Path) -> bool:
-    """A name ganforge writes, of the kind it writes; `name.tmp` is a file a kill -9 left mid-write."""
-    name = path.name
-    if name == PARTIAL:
-        return path.is_dir() and not path.is_symlink()
-    if name.endswith(TMP_SUFFIX):
-        name = name[: -len(TMP_SUFFIX)]
-    return name in _OUTPUT_FILES and path.is_file()
-
-
-def _remove_leftovers(out: Path, names: tuple[str, ...]) -> None:
-    """Delete ganforge's own files from an earlier, unfinished run: `names` and every output's `.tmp`."""
-    remove_stale_tmp(out, _OUTPUT_FILES)
-    for name in names:
-        target = out / name
-        if name == PARTIAL and _is_ours(target):
-            shutil.rmtree(target)
-        elif name != PARTIAL and target.is_file():
-            target.unlink()
-
-
-def _check_writable(out: Path) -> None:
-    """Refuse early an output that cannot be created or written (a read-only disk, another user's folder)."""
-    folder = existing_parent(out)
-    if folder is None:
-        return  # let mkdir say what is wrong
-    if not folder.is_dir():
-        raise PrepareError(f"The output {out} cannot be created: {folder} is a file, not a folder. "
-                           "Choose another output folder.")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PrepareError(_unwritable_message(out, folder, "no permission, or a read-only disk"))
-
-
-def _make_folder(path: Path, out: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(disk_full_message(path, "the output folder")) from None
-        if isinstance(exc, FileExistsError | NotADirectoryError):
-            raise PrepareError(f"The output {out} cannot be created: {exc.filename or path} is in the way (a file, "
-                               "or a link to nowhere). Choose another output folder.") from None
-        raise PrepareError(_unwritable_message(out, existing_parent(path) or path, exc)) from None
-
-
-def _unwritable_message(out: Path, folder: Path, reason) -> str:
-    if isinstance(reason, OSError):
-        reason = reason.strerror or str(reason)
-    return (f"Cannot write the output {out}: ganforge may not create files in {folder} ({str(reason).lower()}). "
-            "Choose an output folder you can write to (for example one in your home folder), "
-            "or ask the owner of that folder for access.")
-
-
-def _reuse_or_clear(out: Path, previous: dict | None, settings: dict, digest: str | None, overwrite: bool) -> bool:
-    """True when `out` already holds exactly this preparation. Clears another one only on request."""
-    if previous is None:
-        if overwrite and out.is_dir():
-            _remove_leftovers(out, _OUTPUTS)  # an unfinished one too: --overwrite starts afresh
-        return False
-    old = previous.get("settings") or {}
-    if old == settings and previous.get("files_digest") == digest and not overwrite:
-        return True
-    if not overwrite:
-        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
-        why = f"other settings ({'; '.join(changed)})" if changed else \
-            "the source as it was before (files were added, removed or changed since)"
-        raise PrepareError(f"{out} already holds a dataset prepared from {why}. "
-                           "Use --overwrite to prepare it again, or choose another output folder.")
-    _remove_leftovers(out, _OUTPUTS)  # the manifest first: a kill while clearing leaves an unfinished folder
-    return False
-
-
 # --- images --------------------------------------------------------------------------------------
 
 
@@ -372,8 +301,8 @@ def _prepare_images(source, out, files, skipped, class_of, digest, opts, setting
     size = chunk_size(len(files), resolution)
     plan = {"settings": settings, "chunk_size": size, "files": digest}
     if _read_plan(work) != plan:
-        _remove_leftovers(out, (PARTIAL,))  # the source or the settings changed since: the chunks are stale
-    _make_folder(work, out)
+        remove_leftovers(out, (PARTIAL,))  # the source or the settings changed since: the chunks are stale
+    make_folder(work, out)
     write_json_atomic(work / "plan.json", plan)
 
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
@@ -421,7 +350,7 @@ def _merge(source, out, chunks, skipped, class_of, digest, opts, settings) -> Pr
     skipped.sort(key=lambda s: s["source"])
     if not included:
         write_json_atomic(out / REPORT, {"source": settings["source"], "included": [], "skipped": skipped})
-        _remove_leftovers(out, (PARTIAL,))  # nothing to resume: every file was looked at
+        remove_leftovers(out, (PARTIAL,))  # nothing to resume: every file was looked at
         reasons = ", ".join(f"{n} {r}" for r, n in Counter(s["reason"] for s in skipped).most_common())
         raise PrepareError(f"No usable image found in {settings['source'].split(':', 1)[1]} "
                            f"({reasons or 'the source is empty'}). Every file and its reason: {out / REPORT}")
@@ -503,6 +432,7 @@ def _prepare_points(source: _PointSource, out: Path, opts: PrepareOptions, setti
         raise PrepareError(f"{opts.count:,} points do not fit in memory (about {opts.count * 32 / 2**30:.1f} GiB "
                            "are needed): use a smaller --count, such as the default 100000.") from None
     spec = MIXTURES[source.name]
+    mark_unfinished(out, {"settings": settings})
     save_npy_atomic(out / "points.npy", points.astype(np.float32))
     save_npy_atomic(out / "labels.npy", modes.astype(np.int64))
     manifest = {
@@ -511,4 +441,5 @@ def _prepare_points(source: _PointSource, out: Path, opts: PrepareOptions, setti
         "std": spec.std, "classes": [f"mode {i}" for i in range(len(spec.modes))], "settings": settings,
     }
     write_json_atomic(out / MANIFEST, manifest)
+    shutil.rmtree(out / PARTIAL)
     return PrepareResult(out, "points", len(points), classes=manifest["classes"])
