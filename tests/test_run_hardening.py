@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from ganforge.cli import explain_failure, main
+from ganforge.errors import GanforgeError
 from ganforge.data.prepare import prepare_dataset
 from ganforge.export import ExportError, export_generator, load_generator
 from ganforge.files import DiskFullError, file_sha256
@@ -451,3 +452,37 @@ def test_other_commands_answer_mistakes_in_one_sentence(trained, tmp_path, capsy
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert (tmp_path / "afile").read_text() == "mine" and not (tmp_path / "demo").exists()
+
+
+def test_resume_continues_the_tick_count(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    train_gan(resume=run, overrides={"kimg": 0.16}, progress=False)
+    ticks = [r["tick"] for r in read_log(run) if "loss_D" in r or r["images_seen"] == 0]
+    assert ticks == list(range(len(ticks))), ticks
+
+
+def test_resume_after_the_dataset_was_prepared_again_at_another_size(digits, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(digits, data)
+    run = train_gan(data, preset="dcgan-small", overrides={**TINY, "kimg": 0.032, "runs_dir": str(tmp_path / "runs")},
+                    progress=False).run_dir
+    prepare_dataset("digits", data, resolution=32, workers=1, progress=False, overwrite=True)
+    with pytest.raises(TrainingError, match="resolution 16 -> 32.*prepared again"):
+        train_gan(resume=run, overrides={"kimg": 0.064}, progress=False)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.g_widht=8", "Unknown field"), ("model.g_width=0", "g_width"), ("batch_size=1e9", "larger than the dataset")])
+def test_dry_run_refuses_what_a_real_run_refuses(digits, override, message):
+    with pytest.raises(GanforgeError, match=message):
+        train_gan(digits, overrides=parse_overrides([override]), dry_run=True, progress=False)
+
+
+def test_health_of_a_mistyped_run_makes_no_folder(tmp_path, capsys):
+    assert main(["health", str(tmp_path / "typo dir" / "sub")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "typo dir").exists()

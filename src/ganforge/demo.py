@@ -6,6 +6,7 @@ on them, exports the generator, and draws one row of samples per digit. No netwo
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from ganforge.train.session import train_gan
 def run_demo(out: str | os.PathLike = "ganforge-demo", *, resolution: int = 32, minutes: float = 3.0,
              kimg: float = 0.0, progress: bool = True) -> Path:
     out = Path(out)
-    if minutes < 0 or kimg < 0 or not (minutes or kimg):
+    if not (math.isfinite(minutes) and math.isfinite(kimg)) or minutes < 0 or kimg < 0 or not (minutes or kimg):
         raise ConfigError(f"The demo needs a positive budget: --minutes (got {minutes:g}) or --kimg (got {kimg:g}).")
     if resolution not in (16, 32, 64, 128, 256):
         raise ConfigError(f"The demo's DCGAN makes 16, 32, 64, 128 or 256 px images, not {resolution}: "

@@ -203,17 +203,20 @@ def read_jsonl(path: str | os.PathLike, check: Check | None = None, *, warn: boo
 
 
 def rewrite_jsonl(path: Path, keep: Callable[[dict], bool]) -> int:
-    """Keep only the records for which `keep` is true (and drop lines cut by a kill); returns how many
-    lines were dropped. Used on resume, to remove the rows a killed run wrote after its last checkpoint."""
+    """Keep only the records for which `keep` is true (and drop a last line cut by a kill; other lines that
+    are not JSON stay as they are); returns how many lines were dropped. Used on resume, to remove the rows a killed run wrote after its last checkpoint."""
     if not path.is_file():
         return 0
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     kept, dropped = [], 0
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         try:
             record = json.loads(line)
         except ValueError:
-            dropped += 1  # a line cut by the kill
+            if number == len(lines):
+                dropped += 1  # the last line, cut by the kill
+            else:
+                kept.append(line)  # damaged by other means: left as it is (readers skip it with a warning)
             continue
         if isinstance(record, dict) and not keep(record):
             dropped += 1

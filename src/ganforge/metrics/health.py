@@ -214,11 +214,15 @@ def _progress(measured: list[tuple], best_at: int, kid_name: str, recent: list[d
 def write_health_report(run: str | Path, out: str | Path | None = None) -> tuple[Diagnosis, Path]:
     """Diagnose the run and write health.md + health.png (into the run folder by default)."""
     run = Path(run)
-    out = Path(out) if out else run
-    if out.exists() and not out.is_dir():
+    if not run.exists():
+        raise GanforgeError(f"{run} does not exist: give a run folder, e.g. runs/00003-...")
+    if not run.is_dir():
+        raise GanforgeError(f"{run} is not a run folder: give the folder itself (runs/NNNNN-...), not a file in it.")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise GanforgeError(f"--out {out} is a file: give a folder for health.md and health.png.")
+    out = Path(out) if out else run
+    diagnosis = diagnose(run)  # first: a mistyped run makes no folder
     out.mkdir(parents=True, exist_ok=True)
-    diagnosis = diagnose(run)
     picture = _plot(run, out / "health.png", diagnosis)
     lines = [f"# Health of {run.name}", "", f"**{diagnosis.summary()}**", ""]
     if diagnosis.best:

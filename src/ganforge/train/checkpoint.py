@@ -112,7 +112,7 @@ def latest_loadable(folder: Path) -> tuple[Path, dict] | None:
         try:
             return path, load_checkpoint(path)
         except CheckpointError as err:
-            print(f"warning: {err}", file=sys.stderr)
+            print(f"warning: {str(err).split(' Delete it')[0]} Skipped: using the one before.", file=sys.stderr)
     return None
 
 

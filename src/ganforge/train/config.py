@@ -92,7 +92,7 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             value = getattr(self, name)
             if not 0 < value <= 1:
-                raise ConfigError(f"{name}={value:g} is outside (0, 1]: Adam diverges at such rates. GANs train "
+                raise ConfigError(f"{name}={value!r} is outside (0, 1]: Adam diverges at such rates. GANs train "
                                   f"with about 1e-4 to 1e-3 (2e-4 is a good start).")
             if value > 0.01:
                 warn(f"{name}={value:g} is far above the usual 1e-4 to 1e-3; expect training to diverge. "

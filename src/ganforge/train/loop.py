@@ -42,7 +42,7 @@ class TrainingError(GanforgeError):
     pass
 
 
-__all__ = ["Trainer", "TrainingError", "deterministic_kernels", "device_kind", "model_fields", "pick_device",
+__all__ = ["Trainer", "TrainingError", "check_config", "deterministic_kernels", "device_kind", "model_fields", "pick_device",
            "pick_precision"]
 
 
@@ -92,9 +92,7 @@ class Trainer:
                            "D": _adam(self.D, config.lr_d, betas, self.device)}
         fp16 = self.dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=fp16) for k in ("G", "D")}
-        if config.batch_size > len(self.dataset):
-            raise TrainingError(f"batch_size={config.batch_size} is larger than the dataset ({len(self.dataset)} "
-                                f"items): use batch_size={_largest_power_of_two(len(self.dataset))} or less.")
+        check_batch(config, self.dataset)
         self.reader = BatchReader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
                                   device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
         self.conditional = getattr(self.model_config, "num_classes", 0) > 0
@@ -143,14 +141,25 @@ class Trainer:
         }
 
     def load_state(self, state: dict) -> None:
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.ema.load_state_dict(state["G_ema"])
+        try:
+            self.G.load_state_dict(state["G"])
+            self.D.load_state_dict(state["D"])
+            self.ema.load_state_dict(state["G_ema"])
+        except (RuntimeError, KeyError) as exc:  # shapes that no longer fit: the run's inputs were changed
+            saved = state.get("model_config", {})
+            now = dataclasses.asdict(self.model_config)
+            changed = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
+            raise TrainingError(
+                "This checkpoint no longer fits the run's model"
+                + (f" ({'; '.join(changed)})" if changed else "")
+                + ": the dataset was prepared again with other settings, or config.yaml was edited. Put them back "
+                "as they were to resume, or start a new run.") from None
         for key in ("G", "D"):
             self.optimizers[key].load_state_dict(state[f"optimizer_{key}"])
             if state[f"scaler_{key}"]:
                 self.scalers[key].load_state_dict(state[f"scaler_{key}"])
-        self.step, self.images_seen, self.tick = state["step"], state["images_seen"], state["tick"]
+        # a checkpoint is written at the end of tick N, before the counter moves on: continue with N + 1
+        self.step, self.images_seen, self.tick = state["step"], state["images_seen"], state["tick"] + 1
         self.rollbacks, self.train_seconds = state["rollbacks"], state["train_seconds"]
         self.reader.load_state_dict(state["reader"])
         ckpt.set_rng_state(state["rng"])
@@ -423,6 +432,22 @@ def _output_signals(samples: torch.Tensor, images: bool) -> dict[str, float]:
     if images:
         signals["G_saturated"] = float((finite.abs() > 0.99).float().mean())
     return signals
+
+
+def check_batch(config: TrainConfig, dataset: PreparedDataset) -> None:
+    if config.batch_size > len(dataset):
+        raise TrainingError(f"batch_size={config.batch_size} is larger than the dataset ({len(dataset)} items): "
+                            f"use batch_size={_largest_power_of_two(len(dataset))} or less.")
+
+
+def check_config(config: TrainConfig, dataset: PreparedDataset) -> None:
+    """What building a Trainer would refuse, without building one (for --dry-run): the model's fields for this
+    dataset, and the batch size."""
+    from ganforge.models import model_config
+
+    fields = model_fields(config, dataset)
+    model_config(fields.pop("name"), **fields)
+    check_batch(config, dataset)
 
 
 def model_fields(config: TrainConfig, dataset: PreparedDataset) -> dict:

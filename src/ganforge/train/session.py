@@ -24,7 +24,7 @@ from ganforge.data.format import PreparedDataset
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config
 from ganforge.files import is_disk_full
-from ganforge.train.loop import Trainer, TrainingError, device_kind
+from ganforge.train.loop import Trainer, TrainingError, check_config, device_kind
 from ganforge.train.rundir import RunLock, forget_after, new_run_dir
 
 RESUMABLE_KEYS = {"kimg", "epochs", "minutes", "device", "tick_kimg", "keep_checkpoints", "eval_minutes", "patience"}
@@ -48,6 +48,7 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     dataset = PreparedDataset(data)
     config = build_config(str(Path(data).resolve()), preset, overrides, kind=dataset.kind)
     if dry_run:
+        check_config(config, dataset)  # what a real run would refuse, a dry run refuses too
         return TrainResult(None, config, "dry-run")
     description = f"{Path(data).resolve().name}-{config.model['name']}"
     trainer = Trainer(config, None, progress=progress)
