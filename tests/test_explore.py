@@ -119,7 +119,7 @@ def test_breeding_is_reproducible_and_children_breed_again(plain, tmp_path):
     assert (tmp_path / "a" / "children.png").is_file()
     # a saved child is the same latent again: bred with itself and no mutation, it is itself
     child = tmp_path / "a" / "child-02.npy"
-    selfed = explore.breed(plain, [child], children=1, mutation=0)
+    selfed = explore.breed(plain, [child, child], children=1, mutation=0)
     assert torch.allclose(selfed.latents[0], first.latents[2], atol=1e-5)
     grand = explore.breed(plain, [child, tmp_path / "a" / "child-04.npy", 5], children=3, mode="crossover",
                           mutation=0, out=tmp_path / "c")
@@ -153,11 +153,15 @@ def test_breeding_explains_bad_parents(classes, plain, tmp_path):
         explore.breed(classes, [tmp_path / "bare.npy", 1])
     assert explore.breed(classes, [tmp_path / "bare.npy", 1], children=2, label=2).labels == [2, 2]
     with pytest.raises(GeneratorError, match="another one"):
-        explore.breed(plain, [tmp_path / "short.npy"])
+        explore.breed(plain, [tmp_path / "short.npy", 1])
     with pytest.raises(GeneratorError, match="not a file"):
-        explore.breed(plain, [tmp_path / "missing.npy"])
+        explore.breed(plain, [tmp_path / "missing.npy", 1])
     with pytest.raises(GeneratorError, match="crossover"):
         explore.breed(plain, [1, 2], mode="mix")
+    with pytest.raises(GeneratorError, match="1 parent.*give 2"):  # as breed --help says: two or more
+        explore.breed(plain, [1])
+    with pytest.raises(GeneratorError, match="--class"):  # the option the command line has
+        explore.breed(classes, [tmp_path / "bare.npy", 1])
     assert explore.parse_latents("0-2,brood/child-01.npy") == [0, 1, 2, "brood/child-01.npy"]
 
 
@@ -308,3 +312,53 @@ def test_images_that_cannot_be_projected_are_explained(plain, tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(GeneratorError, match="is a file"):  # refused before the search, not after it
         explore.project(plain, plain.sample([1])[0], steps=1, out=tmp_path / "file")
+
+
+# --- nothing already in the output folder is written over ------------------------------------------------
+
+
+def test_a_second_brood_into_the_same_folder_keeps_the_first_and_its_parent(plain, tmp_path):
+    first = explore.breed(plain, [3, 17], children=4, out=tmp_path / "brood")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "brood").iterdir()}
+    parent = tmp_path / "brood" / "child-02.npy"
+    with pytest.raises(GeneratorError) as err:  # the README's workflow, with the default --out both times
+        explore.breed(plain, [parent, 5], children=4, out=tmp_path / "brood")
+    message = str(err.value)
+    assert "child-00.npy already exists (and 8 more" in message and "--overwrite" in message and "--out" in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "brood").iterdir()} == before  # nothing touched
+    again = explore.breed(plain, [parent, 5], children=4, out=tmp_path / "brood2")
+    assert not torch.equal(again.latents, first.latents)
+    explore.breed(plain, [parent, 5], children=2, out=tmp_path / "brood", overwrite=True)
+    assert (tmp_path / "brood" / "child-00.npy").read_bytes() != before["child-00.npy"]
+    assert (tmp_path / "brood" / "child-03.npy").read_bytes() == before["child-03.npy"]  # not one it wrote
+
+
+def test_interpolate_and_project_refuse_to_write_over_files(plain, tmp_path):
+    (tmp_path / "interpolation.gif").write_text("precious")
+    with pytest.raises(GeneratorError, match="interpolation.gif already exists: choose another --out"):
+        explore.interpolate(plain, [1, 2], steps=2, out=tmp_path)
+    assert (tmp_path / "interpolation.gif").read_text() == "precious"
+    explore.interpolate(plain, [1, 2], steps=2, out=tmp_path, overwrite=True)
+    assert (tmp_path / "interpolation.gif").read_bytes().startswith(b"GIF")
+    (tmp_path / "target.png").write_text("precious")
+    with pytest.raises(GeneratorError, match="target.png already exists.*--overwrite"):
+        explore.project(plain, plain.sample([1])[0], steps=1, restarts=1, out=tmp_path)
+    assert (tmp_path / "target.png").read_text() == "precious" and not (tmp_path / "projected.npy").exists()
+
+
+def test_projection_steps_are_capped_and_long_ones_show_a_bar(plain, capsys, monkeypatch):
+    with pytest.raises(GeneratorError, match="at most 100,000 steps"):
+        explore.project(plain, plain.sample([1])[0], steps=1_000_000_000)
+    import tqdm
+
+    totals = []
+    original = tqdm.tqdm.__init__
+
+    def recording(self, *args, **kwargs):
+        totals.append((kwargs.get("total"), kwargs.get("disable")))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tqdm.tqdm, "__init__", recording)
+    explore.project(plain, plain.sample([1])[0], steps=6, restarts=1)
+    explore.project(plain, plain.sample([1])[0], steps=6, restarts=1, progress=False)
+    assert totals == [(6, False), (6, True)]

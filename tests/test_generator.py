@@ -319,3 +319,129 @@ def test_a_png_cut_off_while_written_leaves_nothing_under_its_name(tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         generator_module.save_png(Image.new("L", (4, 4)), tmp_path / "seed000001.png", {"seed": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+# --- files already in the output folder are never written over ------------------------------------------
+
+
+def test_sample_refuses_to_write_over_a_file_it_would_write(exported, tmp_path, capsys):
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "seed000001.png").write_text("precious")
+    (own / "seed000003.png").write_text("precious too")
+    assert main(["sample", str(exported), "--seeds", "1-3", "--grid", "-q", "--out", str(own), "--device", "cpu"]) == 2
+    err = one_line_error(capsys)
+    assert "seed000001.png already exists (and 1 more" in err and "--overwrite" in err and "another --out" in err
+    assert sorted(p.name for p in own.iterdir()) == ["seed000001.png", "seed000003.png"]  # nothing written at all
+    assert (own / "seed000001.png").read_text() == "precious"
+    (own / "grid.png").write_text("a grid of mine")
+    assert main(["sample", str(exported), "--seeds", "5", "--grid-only", "-q", "--out", str(own)]) == 2
+    assert "grid.png already exists" in one_line_error(capsys)
+    assert main(["sample", str(exported), "--seeds", "4-6", "-q", "--out", str(own)]) == 0  # other names: fine
+    assert main(["sample", str(exported), "--seeds", "1-3", "-q", "--out", str(own), "--overwrite"]) == 0
+    assert Image.open(own / "seed000001.png").size == (16, 16)
+
+
+def test_a_huge_sample_checks_its_names_with_one_listing(exported, tmp_path, capsys, monkeypatch):
+    (tmp_path / "seed50000000.png").write_text("precious")  # deep in 0-99999999
+    (tmp_path / "seed0000007.png").write_text("not a name sample writes")
+    looked_up = []
+    monkeypatch.setattr(Path, "exists", lambda self: looked_up.append(self) or Path.is_file(self) or Path.is_dir(self))
+    assert main(["sample", str(exported), "--seeds", "0-99999999", "-q", "--out", str(tmp_path)]) == 2
+    assert "seed50000000.png already exists:" in one_line_error(capsys) and len(looked_up) < 10
+    assert (tmp_path / "seed50000000.png").read_text() == "precious"
+
+
+def test_the_readme_breed_workflow_keeps_the_first_brood(exported, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["breed", str(exported), "--parents", "3,17", "--children", "4", "--device", "cpu"]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "brood").iterdir()}
+    capsys.readouterr()
+    assert main(["breed", str(exported), "--parents", "brood/child-02.npy,5", "--children", "4",
+                 "--device", "cpu"]) == 2
+    assert "child-00.npy already exists (and 8 more" in one_line_error(capsys)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "brood").iterdir()} == before
+    assert main(["breed", str(exported), "--parents", "brood/child-02.npy,5", "--children", "4", "--out", "brood2",
+                 "--device", "cpu"]) == 0
+    for command in (["interpolate", str(exported), "--seeds", "1,2", "--steps", "2", "--out", "brood2"],
+                    ["project", str(exported), "brood2/child-00.png", "--steps", "1", "--out", "brood2"]):
+        (tmp_path / "brood2" / "interpolation.gif").write_text("mine")
+        (tmp_path / "brood2" / "projected.npy").write_text("mine")
+        assert main([*command, "--device", "cpu"]) == 2 and "already exists" in one_line_error(capsys)
+        assert main([*command, "--device", "cpu", "--overwrite", *(["-q"] if command[0] == "project" else [])]) == 0
+
+
+# --- edited, newer and stale exports ----------------------------------------------------------------------
+
+
+def edited_copy(exported: Path, tmp_path: Path, **changes) -> Path:
+    copy = tmp_path / "edited"
+    copy.mkdir(parents=True)
+    for name in ("model.safetensors", "README.md"):
+        (copy / name).write_bytes((exported / name).read_bytes())
+    config = json.loads((exported / "config.json").read_text())
+    config.update(changes)
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
+@pytest.mark.parametrize("classes, says", [
+    (["0", "1", "2", "3", "4"], "is a list of 5, not a list of 10 class names"),
+    (5, "is 5, not a list of 10 class names"),
+    ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "not a list of 10 class names"),
+])
+def test_edited_classes_are_refused_on_load(exported, tmp_path, capsys, classes, says):
+    copy = edited_copy(exported, tmp_path, classes=classes)
+    with pytest.raises(GeneratorError, match="config.json was edited"):
+        Generator.from_pretrained(copy, device="cpu")
+    assert main(["sample", str(copy), "--class", "7", "--out", str(tmp_path / "s"), "-q"]) == 2
+    err = one_line_error(capsys)
+    assert says in err and "Export the run again" in err
+    assert Generator.from_pretrained(edited_copy(exported, tmp_path / "n", classes=None), device="cpu").classes is None
+
+
+def test_an_export_from_a_newer_ganforge_is_refused(exported, tmp_path, capsys):
+    from ganforge.export import VERSION
+
+    copy = edited_copy(exported, tmp_path, version=VERSION + 1)
+    with pytest.raises(GeneratorError, match="made by a newer ganforge.*upgrade"):
+        Generator.from_pretrained(copy, device="cpu")
+    assert main(["sample", str(copy), "--out", str(tmp_path / "s"), "-q"]) == 2
+    assert "newer ganforge" in one_line_error(capsys)
+
+
+def test_sampling_a_run_whose_training_went_on_warns_of_the_stale_export(exported, tmp_path, capsys):
+    import os
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(exported.parent, run)
+    assert main(["sample", str(run), "--seeds", "1", "-q", "--out", str(tmp_path / "a")]) == 0
+    assert "warning" not in capsys.readouterr().err  # fresh: no warning
+    seen = json.loads((run / "generator" / "config.json").read_text())["training"]["images_seen"]
+    newest = sorted((run / "checkpoints").glob("checkpoint-*.pt"))[-1]
+    later = run / "checkpoints" / f"checkpoint-{seen + 6400:09d}.pt"  # training went on after the export
+    shutil.copy(newest, later)
+    stamp = (run / "generator" / "config.json").stat().st_mtime + 60
+    os.utime(later, (stamp, stamp))
+    assert main(["sample", str(run), "--seeds", "1", "-q", "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert f"training went on to {seen + 6400:,}" in err and f"ganforge export {run}" in err
+    assert main(["sample", str(run / "generator"), "--seeds", "1", "-q", "--out", str(tmp_path / "c")]) == 0
+    assert "warning" not in capsys.readouterr().err  # the export folder itself names no run
+
+
+def test_explore_command_messages_and_limits(exported, tmp_path, capsys):
+    base = ["--out", str(tmp_path / "x"), "--device", "cpu"]
+    assert main(["breed", str(exported), "--parents", "1", *base]) == 2
+    assert "give 2 to" in one_line_error(capsys)
+    np.save(tmp_path / "bare.npy", np.zeros(16, np.float32))
+    assert main(["breed", str(exported), "--parents", f"{tmp_path / 'bare.npy'},1", *base]) == 2
+    assert "give a class with --class" in one_line_error(capsys)
+    target = tmp_path / "t.png"
+    Image.new("RGB", (16, 16)).save(target)
+    assert main(["project", str(exported), str(target), "--steps", "1000000000", *base]) == 2
+    assert "at most 100,000 steps" in one_line_error(capsys)
+    assert main(["project", str(exported), str(target), "--feature-weight", "1", "--inception",
+                 str(tmp_path / "missing.pt"), "--steps", "1", "-q", *base]) != 0  # the option exists
+    assert "unrecognized" not in capsys.readouterr().err

@@ -29,11 +29,13 @@ from ganforge.data.reader import to_uint8_images
 from ganforge.generator import (
     Generator,
     GeneratorError,
+    check_output_folder,
     check_seed,
     check_truncation,
     output_folder,
     parse_seeds,
     read_image,
+    refuse_overwrite,
     save_image,
     save_png,
 )
@@ -46,6 +48,8 @@ MAX_FRAMES = 1000  # frames of one walk (40 s at 24 fps), all held in memory to 
 MAX_CHILDREN = 256  # children of one brood, each saved and drawn on children.png
 MAX_MUTATION = 100.0  # far beyond the point where nothing of the parents is left (about 3)
 FPS_RANGE = (0.1, 240.0)
+MAX_PROJECT_STEPS = 100_000  # hours on a CPU; the search has long settled (200 is usual, 1,000 is thorough)
+PROJECTION_FILES = ("projected.npy", "reconstruction.png", "target.png", "projection.gif")
 
 
 # --- latents: seeds and files --------------------------------------------------------------------------
@@ -131,7 +135,8 @@ def _class_of(gen: Generator, given: int | str | None, own: int | None, name: st
     """The class to draw with: the given one, else the latent's own; conditional generators need one."""
     index = gen.label_index(given)
     if index is None and gen.num_classes and own is None:
-        raise GeneratorError(f"{name} has no class and this generator is class-conditional: give a class (label=...).")
+        raise GeneratorError(f"{name} has no class and this generator is class-conditional: give a class with "
+                             "--class (label=... in Python).")
     return own if index is None else index
 
 
@@ -151,8 +156,12 @@ def _metadata(gen: Generator, label: int | None, **extra) -> dict[str, str]:
     return meta
 
 
-def _output(out: str | os.PathLike | None) -> Path | None:
-    return None if out is None else output_folder(out)
+def _output(out: str | os.PathLike | None, names: Sequence[str], overwrite: bool) -> Path | None:
+    """The folder to write into (made when missing), once none of `names` in it would be written over."""
+    if out is None:
+        return None
+    refuse_overwrite(check_output_folder(out), names, overwrite)
+    return output_folder(out)
 
 
 # --- animations ----------------------------------------------------------------------------------------
@@ -173,6 +182,12 @@ def save_gif(frames: list[Image.Image], path: Path, fps: float, hold_last_ms: in
         duration = [duration] * (len(frames) - 1) + [hold_last_ms]
     save_image(frames[0], path, "GIF", save_all=True, append_images=frames[1:], duration=duration, loop=0)
     return path
+
+
+def can_save_mp4() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("imageio", "imageio_ffmpeg"))
 
 
 def save_mp4(frames: list[Image.Image], path: Path, fps: float) -> str | None:
@@ -219,13 +234,15 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def interpolate(gen: Generator, seeds: Sequence[LatentRef], *, steps: int = 24, truncation: float = 1.0,
-                label: int | str | None = None, out: str | os.PathLike | None = None, fps: float = 24) -> Walk:
+                label: int | str | None = None, out: str | os.PathLike | None = None, fps: float = 24,
+                overwrite: bool = False) -> Walk:
     """A looping walk through the latents of `seeds` (or latent files) and back to the first.
 
     `steps` frames per leg, so len(seeds) * steps frames in all; frame k * steps is exactly seeds[k]'s
     image. One class for the whole walk (labels are discrete, a walk cannot blend them): `label`, else
     the first latent's own class. Writes interpolation.gif, and interpolation.mp4 when imageio-ffmpeg
-    is installed (`skipped` says so when it is not).
+    is installed (`skipped` says so when it is not). Files of those names already in `out` are refused
+    before anything is written, unless `overwrite`.
     """
     _require_images(gen)
     if len(seeds) < 2:
@@ -240,7 +257,7 @@ def interpolate(gen: Generator, seeds: Sequence[LatentRef], *, steps: int = 24, 
     check_truncation(truncation)
     latents = [_latent(gen, ref) for ref in seeds]
     index = _class_of(gen, label, latents[0][1], latents[0][2])
-    folder = _output(out)
+    folder = _output(out, ["interpolation.gif"] + (["interpolation.mp4"] if can_save_mp4() else []), overwrite)
     t = torch.arange(steps, dtype=torch.float64) / steps  # [0, 1): each leg's end is the next leg's start
     path = torch.cat([slerp(latents[k][0], latents[(k + 1) % len(latents)][0], t) for k in range(len(latents))])
     x = gen.synthesize(path, _labels([index] * len(path)), truncation)  # (frames, C, H, W)
@@ -287,20 +304,22 @@ def _child(parents: torch.Tensor, mode: str, mutation: float,
 
 def breed(gen: Generator, parents: Sequence[LatentRef], *, children: int = 8, mutation: float = 0.1,
           mode: str = "blend", seed: int = 0, label: int | str | None = None,
-          out: str | os.PathLike | None = None) -> Brood:
+          out: str | os.PathLike | None = None, overwrite: bool = False) -> Brood:
     """Children of `parents` (seeds or latent files): their latents mixed, plus Gaussian mutation.
 
     blend: random convex weights, then rescaled to the parents' length; crossover: each dimension from
     a randomly chosen parent. `mutation` is the noise's standard deviation per dimension (the result is
     rescaled by 1/sqrt(1 + mutation^2) so its length stays Gaussian-typical). A child of a conditional
     generator takes one parent's class (drawn by that parent's share), or `label` when given. The same
-    `seed` gives the same children. Writes child-XX.npy (breed them again), child-XX.png, children.png.
+    `seed` gives the same children. Writes child-XX.npy (breed them again), child-XX.png, children.png;
+    files of those names already in `out` (an earlier brood, a parent) are refused unless `overwrite`.
     """
     _require_images(gen)
     if mode not in ("blend", "crossover"):
         raise GeneratorError(f"mode={mode!r}: use 'blend' (weighted mix) or 'crossover' (per-dimension pick).")
-    if not parents or len(parents) > MAX_LATENTS:
-        raise GeneratorError(f"{len(parents)} parents: give 1 to {MAX_LATENTS:,} (seeds or latent files).")
+    if len(parents) < 2 or len(parents) > MAX_LATENTS:
+        raise GeneratorError(f"{len(parents)} parent(s): give 2 to {MAX_LATENTS:,} (seeds or latent files), e.g. "
+                             "--parents 3,17; to vary one latent alone, breed it with itself (3,3).")
     if not isinstance(children, numbers.Integral) or not 1 <= children <= MAX_CHILDREN:
         raise GeneratorError(f"children={children}: breed 1 to {MAX_CHILDREN} children at a time (8 is usual).")
     if not 0 <= mutation <= MAX_MUTATION:  # NaN fails this too
@@ -308,7 +327,8 @@ def breed(gen: Generator, parents: Sequence[LatentRef], *, children: int = 8, mu
     seed = check_seed(seed, "breeding seed")
     found = [_latent(gen, ref) for ref in parents]
     parent_labels = [_class_of(gen, label, own, name) for _, own, name in found]
-    folder = _output(out)
+    names = [f"child-{k:02d}{ext}" for k in range(children) for ext in (".npy", ".png")] + ["children.png"]
+    folder = _output(out, names, overwrite)
     stacked = torch.stack([z for z, _, _ in found])  # (P, z_dim)
     rng = torch.Generator().manual_seed(int(seed))
     latents, labels = [], []
@@ -413,7 +433,7 @@ class _FeatureTerm:
 
 def _descend(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, target: torch.Tensor, steps: int,
              lr: float, norm_weight: float, feature: tuple[_FeatureTerm, float, int] | None,
-             frames: list[torch.Tensor], every: int) -> torch.Tensor:
+             frames: list[torch.Tensor], every: int, bar=None) -> torch.Tensor:
     """Adam on the latents (R, z_dim), each towards the target; returns them, moved, on the CPU."""
     z = z.clone().to(gen.device).requires_grad_(True)
     labels = None if labels is None else labels.to(gen.device)
@@ -431,13 +451,16 @@ def _descend(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, targe
         optimiser.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimiser.step()
+        if bar is not None:
+            bar.update(1)
     return z.detach().cpu()
 
 
 def project(gen: Generator, image: Image.Image | str | os.PathLike, *, steps: int = 200, lr: float = 0.05,
             restarts: int | None = None, feature_weight: float = 0.0, feature_every: int = 10,
             norm_weight: float = 1e-3, label: int | str | None = None, seed: int = 0,
-            out: str | os.PathLike | None = None, extractor=None) -> Projection:
+            out: str | os.PathLike | None = None, extractor=None, inception: str | os.PathLike | None = None,
+            overwrite: bool = False, progress: bool = True) -> Projection:
     """The latent whose image comes closest to a real image.
 
     `restarts` random latents (default 8, or one per class up to 32 when a conditional generator's
@@ -446,15 +469,22 @@ def project(gen: Generator, image: Image.Image | str | os.PathLike, *, steps: in
     (|z|^2/z_dim - 1)^2 + `feature_weight` * Inception feature distance (every `feature_every` steps; 0
     turns it off and needs no Inception weights). Where the network cannot pass gradients (oneDNN's
     fused convolutions on the CPU), the feature term only helps choose the best restart.
-    Writes projected.npy, reconstruction.png, target.png and projection.gif (the search, target left).
+    Writes projected.npy, reconstruction.png, target.png and projection.gif (the search, target left);
+    files of those names already in `out` are refused unless `overwrite`. `inception` is the Inception
+    weights file (else GANFORGE_INCEPTION or the cache). With `progress`, a bar appears after a second.
     """
+    from tqdm import tqdm
+
     finite = all(math.isfinite(v) for v in (lr, feature_weight, norm_weight))
     if not finite or steps < 1 or lr <= 0 or feature_weight < 0 or norm_weight < 0 or feature_every < 1:
         raise GeneratorError(f"steps={steps}, lr={lr}, feature_weight={feature_weight}, norm_weight={norm_weight}, "
                              f"feature_every={feature_every}: use at least 1 step, lr > 0, weights >= 0.")
+    if steps > MAX_PROJECT_STEPS:
+        raise GeneratorError(f"steps={steps:,}: a projection takes at most {MAX_PROJECT_STEPS:,} steps (200 is usual, "
+                             "1,000 thorough; the search has long settled by then).")
     seed = check_seed(seed, "projection seed")
     target_picture = target_image(gen, image)
-    folder = _output(out)
+    folder = _output(out, PROJECTION_FILES, overwrite)
     target = _as_tensor(target_picture)
     index = gen.label_index(label)
     if restarts is None:
@@ -468,15 +498,18 @@ def project(gen: Generator, image: Image.Image | str | os.PathLike, *, steps: in
     if feature_weight > 0:
         from ganforge.metrics.evaluate import FeatureExtractor
 
-        term = _FeatureTerm(extractor or FeatureExtractor(device=gen.device, progress=False), target)
+        term = _FeatureTerm(extractor or FeatureExtractor(device=gen.device, inception=inception, progress=False),
+                            target)
     feature = (term, feature_weight, feature_every) if term is not None and term.gradients else None
     frames: list[torch.Tensor] = []
     every = max(1, steps // 50)  # ~50 frames in the GIF whatever the steps
     warmup = max(1, steps // 5)
-    z = _descend(gen, z, labels, target, warmup, lr, norm_weight, feature, frames, every)
-    best = _best_start(gen, z, labels, target, term, feature_weight)
-    labels = None if labels is None else labels[best:best + 1]
-    z = _descend(gen, z[best:best + 1], labels, target, steps - warmup, lr, norm_weight, feature, frames, every)
+    with tqdm(total=steps, unit="step", desc="Projecting", disable=not progress, delay=1, dynamic_ncols=True) as bar:
+        z = _descend(gen, z, labels, target, warmup, lr, norm_weight, feature, frames, every, bar)
+        best = _best_start(gen, z, labels, target, term, feature_weight)
+        labels = None if labels is None else labels[best:best + 1]
+        z = _descend(gen, z[best:best + 1], labels, target, steps - warmup, lr, norm_weight, feature, frames, every,
+                     bar)
     return _finish(gen, z[0], labels, target_picture, target, term, frames, folder)
 
 

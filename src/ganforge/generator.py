@@ -22,6 +22,7 @@ import json
 import numbers
 import os
 import re
+import shlex
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ GRID_MAX = 256  # a grid shows at most this many images (16 x 16): more would be
 # here from the header, because preparation lifts Pillow's global guard in any process that imports it.
 MAX_PIXELS = 178_956_970
 _SEED_PART = re.compile(r"(-?[0-9]+)(?:\s*-\s*(-?[0-9]+))?")
+_SEED_FILE = re.compile(r"seed([0-9]+)\.png")
 
 
 class GeneratorError(GanforgeError, ValueError):
@@ -69,6 +71,9 @@ class Seeds(Sequence[int]):
                 return r[index]
             index -= len(r)
         raise IndexError("seed index out of range")
+
+    def __contains__(self, seed) -> bool:
+        return any(seed in r for r in self.ranges)  # range membership is arithmetic, whatever its length
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, Sequence):
@@ -175,8 +180,10 @@ class Generator:
 
         path = generator_folder(path)
         torch_device = choose_device(device)
-        module = load_generator(path, device=torch_device)
+        check_export_version(path)
+        module = load_generator(path, device=torch_device)  # explains a missing or damaged config.json
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        check_classes(path, config)
         return cls(module, config, path)
 
     # --- latents and labels ---------------------------------------------------------------------------
@@ -281,6 +288,64 @@ class Generator:
         return f"Generator({self.config.get('architecture')}, {makes}, z_dim={self.z_dim}{classes}, from {self.path})"
 
 
+def check_export_version(path: Path) -> None:
+    """Refuse an export written by a newer ganforge (a format this one may misread); a config.json that
+    cannot be read is left for `load_generator` to explain."""
+    from ganforge.export import VERSION
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    version = config.get("version") if isinstance(config, dict) else None
+    if isinstance(version, numbers.Real) and not isinstance(version, bool) and version > VERSION:
+        raise GeneratorError(f"{path / 'config.json'} was made by a newer ganforge (export version {version}; this "
+                             f"one reads up to {VERSION}): upgrade ganforge (pip install -U ganforge) to use it.")
+
+
+def check_classes(path: Path, config: dict) -> None:
+    """config.json's "classes": null, or a list of strings, one per class of a conditional generator."""
+    classes = config.get("classes")
+    model = config.get("config") if isinstance(config.get("config"), dict) else {}
+    count = model.get("num_classes", 0)
+    if classes is None:
+        return
+    names_ok = isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+    if names_ok and (not count or len(classes) == count):
+        return
+    want = f"a list of {count} class names" if count else "a list of class names"
+    got = f"a list of {len(classes)}" if isinstance(classes, list) and names_ok else f"{classes!r}"[:60]
+    raise GeneratorError(f"{path / 'config.json'} was edited: its \"classes\" is {got}, not {want} (or null). "
+                         "Export the run again (ganforge export RUN).")
+
+
+def stale_export(given: str | os.PathLike) -> str | None:
+    """A warning when `given` is a run folder whose training went on after its generator was exported: its
+    newest checkpoint has seen more images than the export and was written after it. None otherwise."""
+    from ganforge.train.checkpoint import PATTERN, list_checkpoints
+
+    run = Path(given).expanduser()
+    config_file = run / "generator" / "config.json"
+    if (run / "config.json").is_file() or not config_file.is_file():
+        return None  # an exported folder itself, or no run folder
+    checkpoints = list_checkpoints(run / "checkpoints")
+    if not checkpoints:
+        return None
+    try:
+        exported = json.loads(config_file.read_text(encoding="utf-8"))["training"]["images_seen"]
+        newest = checkpoints[-1]
+        seen = int(PATTERN.match(newest.name).group(1))
+        later = newest.stat().st_mtime > config_file.stat().st_mtime
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(exported, numbers.Integral) or seen <= exported or not later:
+        return None
+    return (f"warning: {run / 'generator'} was exported after {exported:,} images, but training went on to "
+            f"{seen:,} ({newest.name}): this uses the older export. Run `ganforge export {shlex.quote(str(run))}` again "
+            "for the newer "
+            "generator.")
+
+
 def generator_folder(path: str | os.PathLike) -> Path:
     """The exported folder `path` names (a run folder names its export); a sentence when it is none."""
     path = Path(path).expanduser()
@@ -336,6 +401,37 @@ def output_folder(out: str | os.PathLike) -> Path:
     out = check_output_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def refuse_overwrite(folder: Path, names: Iterable[str], overwrite: bool = False) -> None:
+    """A sentence naming the first of `names` already in `folder` (and how many more), unless `overwrite`."""
+    if overwrite or not folder.is_dir():
+        return
+    existing = [name for name in names if (folder / name).exists()]
+    if existing:
+        overwrite_error(folder, existing[0], len(existing) - 1)
+
+
+def overwrite_error(folder: Path, first: str, more: int = 0) -> None:
+    others = f" (and {more:,} more of the files it would write)" if more else ""
+    raise GeneratorError(f"{folder / first} already exists{others}: choose another --out, or add --overwrite to "
+                         "replace them.")
+
+
+def seed_file(seed: int) -> str:
+    return f"seed{seed:06d}.png"
+
+
+def _seeds_written_over(folder: Path, seeds: Sequence[int]) -> list[str]:
+    """The seedNNNNNN.png files already in `folder` that seeds would write, from one directory listing
+    (so a hundred million seeds cost no hundred million look-ups)."""
+    taken = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            match = _SEED_FILE.fullmatch(entry.name)
+            if match and seed_file(int(match.group(1))) == entry.name and int(match.group(1)) in seeds:
+                taken.append(entry.name)
+    return sorted(taken)
 
 
 def read_image(path: str | os.PathLike, what_to_do: str, orient: bool = True) -> Image.Image:
@@ -411,13 +507,15 @@ class Written:
 
 def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, *, truncation: float = 1.0,
                   label: int | str | None = None, files: bool = True, with_grid: bool = False,
-                  grid_max: int = GRID_MAX, batch_size: int = 64, progress: bool = True) -> Written:
+                  grid_max: int = GRID_MAX, batch_size: int = 64, progress: bool = True,
+                  overwrite: bool = False) -> Written:
     """seedNNNNNN.png for each seed (with `files`), and grid.png of the first `grid_max` (with `with_grid`).
 
     Images are generated and written a batch at a time, so memory stays flat in the number of seeds;
     with only the grid asked for, only its images are made. The grid is written as soon as its images
     are there, so a long run stopped early still has it. A progress bar (rate, time left) appears when
-    the run takes more than a second."""
+    the run takes more than a second. Files already in `out` that it would write are refused before
+    anything is written, unless `overwrite`."""
     from tqdm import tqdm
 
     if not files and not with_grid:
@@ -427,6 +525,13 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
     asked = len(seeds)
     wanted = seeds if files else itertools.islice(seeds, grid_max)
     images = gen.generate(wanted, truncation=truncation, label=label, batch_size=batch_size)  # checks them
+    folder = check_output_folder(out)
+    if not overwrite and folder.is_dir():
+        taken = _seeds_written_over(folder, seeds) if files else []
+        if with_grid and (folder / "grid.png").exists():
+            taken.insert(0, "grid.png")
+        if taken:
+            overwrite_error(folder, taken[0], len(taken) - 1)
     folder = output_folder(out)
     result, shown = Written(folder, 0, asked), []
     meta = {"truncation": truncation, "generator": str(gen.path), "software": "ganforge"}
@@ -436,7 +541,7 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
         for seed, index, image in images:
             if files:
                 extra = {} if index is None else {"class": gen.class_name(index)}
-                save_png(image, folder / f"seed{seed:06d}.png", {"seed": seed, **meta, **extra})
+                save_png(image, folder / seed_file(seed), {"seed": seed, **meta, **extra})
                 result.images += 1
             if len(shown) < grid_size:
                 shown.append(image)
