@@ -265,19 +265,23 @@ def _add_sample(commands) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images made at once (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files already in --out (without it, sample never writes over a file)")
     p.set_defaults(handler=_run_sample)
 
 
 def _run_sample(args) -> int:
-    from ganforge.generator import Generator, GeneratorError, first_seeds, parse_seeds, write_samples
+    from ganforge.generator import Generator, GeneratorError, first_seeds, parse_seeds, stale_export, write_samples
 
     if args.seeds is not None and args.count is not None:
         raise GeneratorError("Give --seeds or --count, not both (--count N means seeds 0 to N-1).")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else first_seeds(16 if args.count is None else args.count)
     gen = Generator.from_pretrained(args.generator, device=args.device)
+    if (stale := stale_export(args.generator)) is not None:
+        print(stale, file=sys.stderr)
     written = write_samples(gen, seeds, args.out, truncation=args.truncation, label=args.label,
                             files=not args.grid_only, with_grid=args.grid or args.grid_only,
-                            batch_size=args.batch_size, progress=not args.quiet)
+                            batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite)
     print(written.summary())
     return 0
 
