@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -224,9 +225,9 @@ def _run_train(args) -> int:
     print(f"  {run / 'grids'}/  {run / 'checkpoints'}/  {run / 'log.jsonl'}")
     if result.stopped_by in ("SIGINT", "SIGTERM"):
         # unfinished: a non-zero status, so `ganforge train ... && ganforge export ...` stops here too
-        print(f"Continue with: ganforge train --resume {run}")
+        print(f"Continue with: ganforge train --resume {shlex.quote(str(run))}")
         return 130 if result.stopped_by == "SIGINT" else 143
-    print(f"Export the generator with: ganforge export {run}")
+    print(f"Export the generator with: ganforge export {shlex.quote(str(run))}")
     return 0
 
 
