@@ -505,3 +505,26 @@ def test_fid_alone_keeps_no_generated_features(tmp_path):
     both = calculate_metrics(a, b, count=6, extractor=extractor, cache=False, progress=False)
     alone = calculate_metrics(a, b, count=6, kid=False, extractor=extractor, cache=False, progress=False)
     assert alone["fid6"] == both["fid6"] and extractor.kept == [6, 6, 0, 6]  # generated, real; generated, real
+
+
+def test_a_generator_as_the_reference_draws_count_images_not_fifty_thousand(tmp_path):
+    from ganforge.metrics.sources import ImageSource
+
+    class Counting(RandomFeatures):
+        def __init__(self):
+            super().__init__()
+            self.counts = []
+
+        def stats(self, source, count, **options):
+            self.counts.append(count)
+            return super().stats(source, count, **options)
+
+    extractor = Counting()
+    extractor.runtime = "torch"
+    reference = ImageSource("generator", tmp_path / "other", None, lambda count, batch_size, seed: iter(()))
+    results = calculate_metrics(_folder_of(tmp_path / "a", 6), reference, count=6, extractor=extractor, cache=False,
+                                progress=False)
+    assert "fid6" in results and extractor.counts == [6, 6]
+    calculate_metrics(_folder_of(tmp_path / "b", 6), reference, count=6, reference_count=12, extractor=extractor,
+                      cache=False, progress=False)
+    assert extractor.counts[-1] == 12  # asked for: given

@@ -299,8 +299,9 @@ def _add_eval(commands) -> None:
     p.add_argument("--data", metavar="REFERENCE", help="reference images: a prepared dataset or an image folder")
     p.add_argument("--metrics", default="fid,kid", help="any of fid,kid,pr,dc,is (default: %(default)s)")
     p.add_argument("--count", type=int, default=10_000, help="generated images (default: %(default)s)")
-    p.add_argument("--reference-count", type=int, default=50_000,
-                   help="real images for FID's statistics, at most all of them (default: %(default)s)")
+    p.add_argument("--reference-count", type=int, default=None,
+                   help="real images for FID's statistics, at most all of them (default: 50000; as many as "
+                        "--count when the reference is a generator or run)")
     p.add_argument("--which", choices=("best", "last"), default="best", help="a run's checkpoint (default: %(default)s)")
     p.add_argument("--inception", metavar="PATH", help="the Inception weights file (default: GANFORGE_INCEPTION, the cache, or a download)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")

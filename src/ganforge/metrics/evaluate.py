@@ -196,9 +196,12 @@ def _save_cache(path: Path, stats: scores.FeatureStats) -> None:
               file=sys.stderr)
 
 
+REFERENCE_COUNT = 50_000  # real images for FID's statistics by default (at most all of them)
+
+
 def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str | os.PathLike | ImageSource | None = None,
                       *, fid: bool = True, kid: bool = True, pr: bool = False, dc: bool = False, isc: bool = False,
-                      count: int = 10_000, reference_count: int = 50_000, seed: int = 0, which: str = "best",
+                      count: int = 10_000, reference_count: int | None = None, seed: int = 0, which: str = "best",
                       extractor: FeatureExtractor | None = None, device: str = "auto",
                       inception: str | os.PathLike | None = None, batch_size: int = 64, cache: bool = True,
                       log: bool = True, progress: bool = True, runtime: str | None = None) -> dict:
@@ -217,7 +220,7 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
     _check_count(chosen, count, "generated", f"count={count}")
     if batch_size < 1:
         raise MetricsError(f"batch_size={batch_size}: use at least 1 (64 is usual; smaller needs less memory).")
-    if fid and reference_count < MINIMUM["fid"]:
+    if fid and reference_count is not None and reference_count < MINIMUM["fid"]:
         raise MetricsError(f"reference_count={reference_count}: FID needs at least {MINIMUM['fid']} real images "
                            f"({USUAL['fid']} are usual).")
     check_seed(seed, "metrics seed")
@@ -234,6 +237,10 @@ def calculate_metrics(generated: str | os.PathLike | ImageSource, reference: str
     if gen.available is not None:
         count = min(count, gen.available)
         _check_count(chosen, count, "generated", f"{gen.path} holds {_images(gen.available)}")
+    if reference_count is None:
+        # 50,000 real images at most (all of a smaller set); a generator as the reference draws as many as `count`,
+        # never 50,000 unasked
+        reference_count = REFERENCE_COUNT if ref.available is not None else count
     if ref.available is not None:
         _check_count([m for m in chosen if m != "is"], ref.available, "real",
                      f"the reference {ref.path} holds {_images(ref.available)}")
