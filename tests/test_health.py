@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from ganforge.cli import main
-from ganforge.data.prepare import prepare_dataset
 from ganforge.metrics.compare import compare_runs
 from ganforge.metrics.evaluate import read_metrics
 from ganforge.metrics.health import diagnose, write_health_report
@@ -25,13 +24,6 @@ TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size":
 def inception(monkeypatch, tmp_path):
     monkeypatch.setenv("GANFORGE_INCEPTION", str(SHARED / "inception" / "fid-inception-v3-pool3.pt"))
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "digits-16"
-    prepare_dataset("digits", out, resolution=16, workers=1, progress=False)
-    return out
 
 
 def test_training_evaluates_keeps_the_best_and_stops_when_patience_runs_out(digits, tmp_path, monkeypatch):

@@ -40,13 +40,6 @@ TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size":
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "digits-16"
-    prepare_dataset("digits", out, resolution=16, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def trained(digits, tmp_path_factory) -> Path:
     """A finished tiny run (three checkpoints), shared by the tests that only read it."""
     runs = tmp_path_factory.mktemp("runs")

@@ -17,7 +17,7 @@ import torch
 from ganforge.errors import GanforgeError
 
 
-class DeviceError(GanforgeError):
+class DeviceError(GanforgeError, ValueError):
     pass
 
 
@@ -83,3 +83,23 @@ def deterministic_kernels(enabled: bool, device: torch.device):
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(algorithms)
         torch.backends.cudnn.benchmark = benchmark
+
+
+def choose_device(requested: str | torch.device = "auto") -> torch.device:
+    """'auto', 'cpu', 'cuda' or 'cuda:N' -> a device this machine has; otherwise a sentence saying what does."""
+    if isinstance(requested, torch.device):
+        requested = str(requested)
+    text = str(requested).strip().lower()
+    try:
+        device = pick_device(text)  # "auto", and a clear error for CUDA on a machine without it
+    except RuntimeError:  # torch.device's "Expected one of cpu, cuda, ..." for a name that is no device
+        raise DeviceError(f"device {requested!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
+    if device.type == "mps" and torch.backends.mps.is_available():
+        return device
+    if device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {requested!r}: ganforge runs on auto, cpu, cuda or cuda:N.")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise DeviceError(f"device {requested!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                             f"cuda:{count - 1}.")
+    return device

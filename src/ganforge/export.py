@@ -10,6 +10,7 @@ when that folder holds an earlier export, untouched since.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from pathlib import Path
 
@@ -17,30 +18,30 @@ import torch
 from safetensors.torch import load_file, save
 
 from ganforge import __version__
-from ganforge.errors import GanforgeError
+from ganforge.errors import GeneratorError
 from ganforge.files import TMP_SUFFIX, file_sha256, write_bytes_atomic, write_text_atomic
 from ganforge.models import create_generator
+from ganforge.train.checkpoint import CheckpointError, run_checkpoint
+from ganforge.train.rundir import read_metrics_log
 
 FORMAT = "ganforge.generator"
 VERSION = 2  # 2: config.json lists the other files' SHA-256 digests
 WEIGHTS, CARD, CONFIG = "model.safetensors", "README.md", "config.json"
 
 
-class ExportError(GanforgeError):
+class ExportError(GeneratorError):
     pass
 
 
 def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = None, which: str = "best") -> Path:
     """Write the run's EMA generator to `out` (default RUN/generator/): `config.json`, `model.safetensors`
     and a `README.md` model card. `which`: the best checkpoint (when an evaluation chose one) or the last."""
-    from ganforge.metrics.sources import SourceError, run_checkpoint
-
     run = Path(run)
     if not (run / "checkpoints").is_dir():
         raise ExportError(f"{run} has no checkpoint to export. Is it a ganforge run folder (runs/NNNNN-...)?")
     try:
         path, state = run_checkpoint(run, which)
-    except SourceError as err:
+    except CheckpointError as err:
         raise ExportError(str(err)) from None
     target = Path(out) if out else run / "generator"
     _check_target(target)
@@ -104,10 +105,8 @@ def _data_summary(data: Path) -> dict | None:
 
 def _metrics_summary(run: Path) -> dict:
     """The latest value of each metric in the run's metrics log, with when and how it was measured."""
-    from ganforge.metrics.evaluate import read_metrics
-
     summary = {}
-    for record in read_metrics(run):
+    for record in read_metrics_log(run):
         for name, value in record.get("metrics", {}).items():
             summary[name] = {"value": value, "images_seen": record.get("images_seen"),
                              "protocol": record.get("protocol"), "reference": record.get("reference")}
@@ -154,13 +153,14 @@ def model_card(config: dict, run: Path | None = None) -> str:
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild an exported generator from its config and weights."""
+    return load_exported(path, device)[0]
+
+
+def load_exported(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The generator and its config.json, each checked: the format and version, the classes, the weights'
+    digest, and that the weights fit the architecture."""
     path = Path(path)
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path} is not an exported generator: config.json is missing or unreadable ({exc}).") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise ExportError(f"{path / 'config.json'} was not written by ganforge export.")
+    config = read_config(path)
     _verify_files(path, config)
     try:
         weights = load_file(str(path / WEIGHTS), device=str(device))
@@ -172,7 +172,44 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a config and weights that do not belong together
         raise ExportError(f"{path} is damaged or was edited: its config.json and model.safetensors do not match "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0]}). Export the run again.") from None
-    return generator.to(device).eval()
+    return generator.to(device).eval(), config
+
+
+def read_config(path: Path) -> dict:
+    """An export's config.json, refused when it is not ganforge's, from a newer ganforge, or has edited classes."""
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path} is not an exported generator: config.json is missing or unreadable ({exc}).") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ExportError(f"{path / CONFIG} was not written by ganforge export.")
+    _check_version(path, config)
+    _check_classes(path, config)
+    return config
+
+
+def _check_version(path: Path, config: dict) -> None:
+    """Refuse an export written by a newer ganforge (a format this one may misread)."""
+    version = config.get("version")
+    if isinstance(version, numbers.Real) and not isinstance(version, bool) and version > VERSION:
+        raise ExportError(f"{path / 'config.json'} was made by a newer ganforge (export version {version}; this "
+                          f"one reads up to {VERSION}): upgrade ganforge (pip install -U ganforge) to use it.")
+
+
+def _check_classes(path: Path, config: dict) -> None:
+    """config.json's "classes": null, or a list of strings, one per class of a conditional generator."""
+    classes = config.get("classes")
+    model = config.get("config") if isinstance(config.get("config"), dict) else {}
+    count = model.get("num_classes", 0)
+    if classes is None:
+        return
+    names_ok = isinstance(classes, list) and all(isinstance(c, str) for c in classes)
+    if names_ok and (not count or len(classes) == count):
+        return
+    want = f"a list of {count} class names" if count else "a list of class names"
+    got = f"a list of {len(classes)}" if isinstance(classes, list) and names_ok else f"{classes!r}"[:60]
+    raise ExportError(f"{path / 'config.json'} was edited: its \"classes\" is {got}, not {want} (or null). "
+                      "Export the run again (ganforge export RUN).")
 
 
 def _verify_files(path: Path, config: dict) -> None:

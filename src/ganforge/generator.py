@@ -31,123 +31,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganforge.errors import GanforgeError
+from ganforge.device import choose_device  # noqa: F401  (re-exported: callers pick devices through here)
+from ganforge.errors import GeneratorError
 from ganforge.files import TMP_SUFFIX
+from ganforge.seeds import MAX_SEED, Seeds, check_seed, first_seeds, parse_seeds  # noqa: F401  (re-exported)
 
-MAX_SEED = 2**63 - 1  # a seed is a signed 64-bit integer everywhere it goes (torch, numpy, file names)
 GRID_MAX = 256  # a grid shows at most this many images (16 x 16): more would be too small to see
 # Pillow's own decompression-bomb threshold (2 x 89.5 MP), which prepare also uses by default. Checked
 # here from the header, because preparation lifts Pillow's global guard in any process that imports it.
 MAX_PIXELS = 178_956_970
-_SEED_PART = re.compile(r"(-?[0-9]+)(?:\s*-\s*(-?[0-9]+))?")
 _SEED_FILE = re.compile(r"seed([0-9]+)\.png")
-
-
-class GeneratorError(GanforgeError, ValueError):
-    pass
-
-
-# --- seeds -------------------------------------------------------------------------------------------
-
-
-class Seeds(Sequence[int]):
-    """Seeds kept as the ranges they were written as: '0-99999999' costs three numbers, not a list."""
-
-    def __init__(self, ranges: Iterable[range]):
-        self.ranges = [r for r in ranges if len(r)]
-
-    def __len__(self) -> int:
-        return sum(len(r) for r in self.ranges)
-
-    def __iter__(self) -> Iterator[int]:
-        return itertools.chain.from_iterable(self.ranges)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
-        index = index + len(self) if index < 0 else index
-        for r in self.ranges:
-            if 0 <= index < len(r):
-                return r[index]
-            index -= len(r)
-        raise IndexError("seed index out of range")
-
-    def __contains__(self, seed) -> bool:
-        return any(seed in r for r in self.ranges)  # range membership is arithmetic, whatever its length
-
-    def __eq__(self, other) -> bool:
-        if not isinstance(other, Sequence):
-            return NotImplemented
-        return len(other) == len(self) and all(a == b for a, b in zip(self, other))
-
-    def __repr__(self) -> str:
-        parts = [str(r.start) if len(r) == 1 else f"{r.start}-{r.stop - 1}" for r in self.ranges]
-        return f"Seeds({','.join(parts)!r})"
-
-
-def check_seed(seed, what: str = "seed") -> int:
-    """`seed` as an int, when it is a whole number from 0 to MAX_SEED; else a sentence saying what a seed is."""
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED:
-        return int(seed)
-    raise GeneratorError(f"{what} {seed!r}: seeds are whole numbers from 0 to {MAX_SEED}.")
-
-
-def parse_seeds(text: str) -> Seeds:
-    """'1,7,42' or '0-9' or '0-3,10' -> the seeds, in order, as lazy ranges."""
-    text = str(text).strip()
-    if not text:
-        raise GeneratorError("No seeds given: use e.g. --seeds 0-15.")
-    ranges = []
-    for part in (p.strip() for p in text.split(",")):
-        where = f"Seeds {text!r}" if part == text else f"Seeds {text!r}, at {part!r}"
-        if not part:
-            raise GeneratorError(f"{where}: an empty item between commas; write seeds as 1,7,42.")
-        match = _SEED_PART.fullmatch(part)
-        if match is None:
-            raise GeneratorError(f"{where}: not a seed or a range; write seeds as whole numbers and ranges with "
-                                 "one dash, such as 1,7,42 or 0-99.")
-        start, end = match.group(1), match.group(2) or match.group(1)
-        if start.startswith("-") or end.startswith("-"):
-            raise GeneratorError(f"{where}: a negative number; seeds are whole numbers from 0 to {MAX_SEED}, "
-                                 "and a range is written 0-99.")
-        first, last = int(start), int(end)
-        if max(first, last) > MAX_SEED:
-            raise GeneratorError(f"{where}: {max(first, last)} is too large; seeds go from 0 to {MAX_SEED}.")
-        if first > last:
-            raise GeneratorError(f"Seed range {part} is reversed: write {last}-{first}.")
-        ranges.append(range(first, last + 1))
-    return Seeds(ranges)
-
-
-def first_seeds(count: int) -> range:
-    """Seeds 0..count-1, for 'count images' (lazy, so any count costs no memory)."""
-    if not isinstance(count, numbers.Integral) or count < 1:
-        raise GeneratorError(f"count={count}: ask for at least 1 image (e.g. --count 16), or give --seeds.")
-    if count > MAX_SEED:
-        raise GeneratorError(f"count={count} is more images than there are seeds ({MAX_SEED}).")
-    return range(count)
-
-
-def choose_device(requested: str | torch.device = "auto") -> torch.device:
-    """'auto', 'cpu', 'cuda' or 'cuda:N' -> a device this machine has; otherwise a sentence saying what does."""
-    from ganforge.device import pick_device
-
-    if isinstance(requested, torch.device):
-        requested = str(requested)
-    text = str(requested).strip().lower()
-    try:
-        device = pick_device(text)  # "auto", and a clear error for CUDA on a machine without it
-    except RuntimeError:  # torch.device's "Expected one of cpu, cuda, ..." for a name that is no device
-        raise GeneratorError(f"device {requested!r} is not a device: use auto, cpu, cuda or cuda:N.") from None
-    if device.type == "mps" and torch.backends.mps.is_available():
-        return device
-    if device.type not in ("cpu", "cuda"):
-        raise GeneratorError(f"device {requested!r}: ganforge runs on auto, cpu, cuda or cuda:N.")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise GeneratorError(f"device {requested!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
-                             f"cuda:{count - 1}.")
-    return device
 
 
 # --- the generator -----------------------------------------------------------------------------------
@@ -176,14 +69,10 @@ class Generator:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Generator":
         """Rebuild from `config.json` + `model.safetensors` alone (never pickle)."""
-        from ganforge.export import load_generator
+        from ganforge.export import load_exported
 
         path = generator_folder(path)
-        torch_device = choose_device(device)
-        check_export_version(path)
-        module = load_generator(path, device=torch_device)  # explains a missing or damaged config.json
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        check_classes(path, config)
+        module, config = load_exported(path, device=choose_device(device))  # explains a damaged folder
         return cls(module, config, path)
 
     # --- latents and labels ---------------------------------------------------------------------------
@@ -286,37 +175,6 @@ class Generator:
         classes = f", {self.num_classes} classes" if self.num_classes else ""
         makes = f"{self.resolution}px x {self.channels}" if self.resolution else "2-D points"
         return f"Generator({self.config.get('architecture')}, {makes}, z_dim={self.z_dim}{classes}, from {self.path})"
-
-
-def check_export_version(path: Path) -> None:
-    """Refuse an export written by a newer ganforge (a format this one may misread); a config.json that
-    cannot be read is left for `load_generator` to explain."""
-    from ganforge.export import VERSION
-
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    version = config.get("version") if isinstance(config, dict) else None
-    if isinstance(version, numbers.Real) and not isinstance(version, bool) and version > VERSION:
-        raise GeneratorError(f"{path / 'config.json'} was made by a newer ganforge (export version {version}; this "
-                             f"one reads up to {VERSION}): upgrade ganforge (pip install -U ganforge) to use it.")
-
-
-def check_classes(path: Path, config: dict) -> None:
-    """config.json's "classes": null, or a list of strings, one per class of a conditional generator."""
-    classes = config.get("classes")
-    model = config.get("config") if isinstance(config.get("config"), dict) else {}
-    count = model.get("num_classes", 0)
-    if classes is None:
-        return
-    names_ok = isinstance(classes, list) and all(isinstance(c, str) for c in classes)
-    if names_ok and (not count or len(classes) == count):
-        return
-    want = f"a list of {count} class names" if count else "a list of class names"
-    got = f"a list of {len(classes)}" if isinstance(classes, list) and names_ok else f"{classes!r}"[:60]
-    raise GeneratorError(f"{path / 'config.json'} was edited: its \"classes\" is {got}, not {want} (or null). "
-                         "Export the run again (ganforge export RUN).")
 
 
 def stale_export(given: str | os.PathLike) -> str | None:

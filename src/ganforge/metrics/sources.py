@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +148,9 @@ def _sampler(generator: torch.nn.Module, z_dim: int, classes: int, device) -> Ca
 
 
 def _generator_source(path: Path, device) -> ImageSource:
-    from ganforge.export import load_generator
+    from ganforge.export import load_exported
 
-    generator = load_generator(path, device=device)  # first: it explains a damaged config.json
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    generator, config = load_exported(path, device=device)  # explains a damaged folder
     model = config["config"]
     if not model.get("resolution"):
         raise SourceError(f"{path} generates points, not images; Inception metrics need images.")
@@ -164,18 +162,13 @@ def _generator_source(path: Path, device) -> ImageSource:
 
 
 def run_checkpoint(run: Path, which: str = "best") -> tuple[Path, dict]:
-    """The run's best checkpoint (or the last when none is marked best, or when which='last')."""
+    """The run's best checkpoint (or the last); see `train.checkpoint.run_checkpoint`."""
     from ganforge.train import checkpoint as ckpt
 
-    folder = run / "checkpoints"
-    if which not in ("best", "last"):
-        raise SourceError(f"which={which!r}: choose 'best' or 'last'.")
-    if which == "best" and (folder / ckpt.BEST).is_file():
-        return folder / ckpt.BEST, ckpt.load_checkpoint(folder / ckpt.BEST)
-    found = ckpt.latest_loadable(folder)
-    if found is None:
-        raise SourceError(f"{run} has no checkpoint yet: train it first (ganforge train ... or --resume).")
-    return found
+    try:
+        return ckpt.run_checkpoint(run, which)
+    except ckpt.CheckpointError as err:
+        raise SourceError(str(err)) from None
 
 
 def _run_source(path: Path, which: str, device) -> ImageSource:

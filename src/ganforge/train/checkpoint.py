@@ -116,6 +116,19 @@ def latest_loadable(folder: Path) -> tuple[Path, dict] | None:
     return None
 
 
+def run_checkpoint(run: Path, which: str = "best") -> tuple[Path, dict]:
+    """The run's best checkpoint (or the last when none is marked best, or when which='last')."""
+    folder = Path(run) / "checkpoints"
+    if which not in ("best", "last"):
+        raise CheckpointError(f"which={which!r}: choose 'best' or 'last'.")
+    if which == "best" and (folder / BEST).is_file():
+        return folder / BEST, load_checkpoint(folder / BEST)
+    found = latest_loadable(folder)
+    if found is None:
+        raise CheckpointError(f"{run} has no checkpoint yet: train it first (ganforge train ... or --resume).")
+    return found
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {

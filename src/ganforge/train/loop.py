@@ -145,7 +145,7 @@ class Trainer:
             self.G.load_state_dict(state["G"])
             self.D.load_state_dict(state["D"])
             self.ema.load_state_dict(state["G_ema"])
-        except (RuntimeError, KeyError) as exc:  # shapes that no longer fit: the run's inputs were changed
+        except (RuntimeError, KeyError):  # shapes that no longer fit: the run's inputs were changed
             saved = state.get("model_config", {})
             now = dataclasses.asdict(self.model_config)
             changed = [f"{k} {saved[k]!r} -> {now[k]!r}" for k in now if k in saved and saved[k] != now[k]]
