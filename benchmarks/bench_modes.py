@@ -44,7 +44,7 @@ from ganforge.data.prepare import prepare_dataset
 from ganforge.data.synthetic import get_mixture, nearest_mode
 from ganforge.export import export_generator, load_generator
 from ganforge.train.config import parse_overrides
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 OUT = Path(__file__).resolve().parent / "out" / "bench-modes"
 POINTS = 100_000  # training points per mixture (PacGAN: num_sample = 100000)

@@ -37,7 +37,7 @@ from ganforge.export import export_generator, load_generator
 from ganforge.models import MODELS, ModelSpec, register_model
 from ganforge.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
 from ganforge.models.layers import ModelConfigError, check_int, init_dcgan_weights
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRAINING_IMAGES = 128_000  # PacGAN: num_training_sample

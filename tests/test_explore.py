@@ -14,7 +14,7 @@ from ganforge import explore
 from ganforge.data.prepare import prepare_dataset
 from ganforge.export import export_generator
 from ganforge.generator import Generator, GeneratorError
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16, "tick_kimg": 0.032,

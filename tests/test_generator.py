@@ -18,7 +18,7 @@ from ganforge.data.prepare import prepare_dataset
 from ganforge.export import ExportError, export_generator
 from ganforge import generator as generator_module
 from ganforge.generator import MAX_SEED, Generator, GeneratorError, parse_seeds, write_samples
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16, "tick_kimg": 0.032,
         "grid_size": 10, "precision": "fp32", "ema_kimg": 0.1, "kimg": 0.064}

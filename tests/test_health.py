@@ -12,8 +12,8 @@ from ganforge.metrics.compare import compare_runs
 from ganforge.metrics.evaluate import read_metrics
 from ganforge.metrics.health import diagnose, write_health_report
 from ganforge.train import checkpoint as ckpt
-from ganforge.train import health
-from ganforge.train.session import train_gan
+from ganforge.metrics import monitor as health
+from ganforge.api import train_gan
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16, "tick_kimg": 0.032,
@@ -37,7 +37,7 @@ def test_training_evaluates_keeps_the_best_and_stops_when_patience_runs_out(digi
     assert {"distinct_neighbours", "diversity"} <= set(records[0]["metrics"])
     best = ckpt.load_checkpoint(result.run_dir / "checkpoints" / ckpt.BEST)
     assert best["images_seen"] == records[1]["images_seen"]
-    assert best["health"]["best"] == [0.3, records[1]["images_seen"]]
+    assert best["callbacks"]["health"]["best"] == [0.3, records[1]["images_seen"]]
     diagnosis = diagnose(result.run_dir)
     assert diagnosis.best == (0.3, records[1]["images_seen"])
     assert any(f.title in ("No longer improving", "Oscillating without progress") for f in diagnosis.findings)

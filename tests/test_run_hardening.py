@@ -33,7 +33,7 @@ from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, build_config, parse_overrides
 from ganforge.train.loop import Trainer, TrainingError
 from ganforge.train.rundir import RunLock, RunLockedError, new_run_dir, read_log
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16,
         "tick_kimg": 0.032, "grid_size": 10, "precision": "fp32", "ema_kimg": 0.1, "eval_minutes": 0}
@@ -116,7 +116,7 @@ def test_a_damaged_checkpoint_is_refused_and_resume_uses_the_one_before(trained,
         ckpt.load_checkpoint(newest)
     path, state = ckpt.latest_loadable(run / "checkpoints")
     assert path == ckpt.list_checkpoints(run / "checkpoints")[-2]
-    assert all(torch.isfinite(v).all() for v in state["G"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state["networks"]["G"].values() if v.is_floating_point())
 
 
 def test_a_full_disk_while_saving_a_checkpoint_is_a_sentence_and_leaves_no_tmp(tmp_path):
@@ -360,9 +360,9 @@ def test_deterministic_resume_is_bit_identical_where_kernels_use_threads(digits,
     resumed = ckpt.latest_loadable(tmp_path / "stopped" / "checkpoints")[1]
     assert resumed["images_seen"] == straight.images_seen
     for key, value in straight.G.state_dict().items():
-        assert torch.equal(resumed["G"][key], value), key
+        assert torch.equal(resumed["networks"]["G"][key], value), key
     for key, value in straight.D.state_dict().items():
-        assert torch.equal(resumed["D"][key], value), key
+        assert torch.equal(resumed["networks"]["D"][key], value), key
 
 
 def test_trainer_refuses_a_batch_larger_than_the_dataset(digits, tmp_path):

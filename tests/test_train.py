@@ -20,7 +20,7 @@ from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, build_config
 from ganforge.train.loop import Trainer, TrainingError
 from ganforge.train.rundir import read_log
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16,
         "tick_kimg": 0.032, "grid_size": 10, "precision": "fp32", "ema_kimg": 0.1}
@@ -95,7 +95,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(digits, tmp_path):
     assert losses(tmp_path / "stopped") == losses(tmp_path / "straight")
     resumed = ckpt.latest_loadable(tmp_path / "stopped" / "checkpoints")[1]
     for key, value in straight.G.state_dict().items():
-        assert torch.equal(resumed["G"][key], value), key
+        assert torch.equal(resumed["networks"]["G"][key], value), key
     for key, value in straight.ema.state_dict().items():  # batch-norm statistics included
         assert torch.equal(resumed["G_ema"][key], value), f"G_ema.{key}"
     grids = sorted(p.name for p in (tmp_path / "straight" / "grids").iterdir())

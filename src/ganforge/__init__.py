@@ -20,7 +20,7 @@ _LAZY = {
     "fetch_dataset": "ganforge.data.fetch",
     "gaussian_mixture": "ganforge.data.synthetic",
     "create_models": "ganforge.models",
-    "train_gan": "ganforge.train.session",
+    "train_gan": "ganforge.api",
     "export_generator": "ganforge.export",
     "load_generator": "ganforge.export",
     "calculate_metrics": "ganforge.metrics.evaluate",

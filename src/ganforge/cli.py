@@ -203,7 +203,7 @@ def _add_train(commands) -> None:
 
 def _run_train(args) -> int:
     from ganforge.train.config import ConfigError, dump_yaml, parse_overrides, preset_names
-    from ganforge.train.session import train_gan
+    from ganforge.api import train_gan
 
     if args.list_presets:
         print("\n".join(preset_names()))

@@ -18,7 +18,7 @@ from ganforge.data.reader import to_uint8_images
 from ganforge.export import export_generator, load_generator
 from ganforge.pictures import image_grid
 from ganforge.train.config import ConfigError
-from ganforge.train.session import train_gan
+from ganforge.api import train_gan
 
 
 def run_demo(out: str | os.PathLike = "ganforge-demo", *, resolution: int = 32, minutes: float = 3.0,

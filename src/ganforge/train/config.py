@@ -43,6 +43,7 @@ class TrainConfig:
     data: str = ""  # a prepared dataset folder
     preset: str = ""  # the preset this config started from (recorded, not read again)
     model: dict = field(default_factory=lambda: {"name": "dcgan"})  # "name" + the architecture's fields
+    recipe: str = "auto"  # the model family's training recipe: auto (by model name) | classic | stylegan2
     conditional: str = "auto"  # auto: use the dataset's labels when it has them | yes | no
     loss: str = "nonsaturating"  # nonsaturating | minimax (Goodfellow 2014, as written) | hinge | wgan-gp | lsgan
     batch_size: int = 64  # global: split across processes under torchrun
@@ -59,7 +60,16 @@ class TrainConfig:
     acgan_weight: float = 1.0  # class loss weight for model.conditioning=acgan
     ema_kimg: float = 10.0  # half-life of the generator's moving average, in thousands of images
     ema_rampup: float = 0.05  # early on, the half-life is at most this fraction of images seen
-    augment: str = ""  # DiffAugment policy: any of color,translation,cutout (comma-separated)
+    augment: str = ""  # "ada" (adaptive, Karras et al. 2020) or a DiffAugment policy: any of color,translation,cutout
+    ada_target: float = 0.6  # ADA raises p while E[sign(D(real))] is above this; 0 = keep p fixed at ada_p
+    ada_p: float = 0.0  # ADA's starting (or, with ada_target=0, fixed) augmentation probability
+    ada_interval: int = 4  # steps between adjustments of p
+    ada_kimg: float = 500.0  # p can go from 0 to 1 in this many thousand images
+    ada_spec: str = "bgc"  # which ADA transforms: b(lit), g(eometric), c(olour) groups
+    style_mixing: float = 0.9  # stylegan2: share of batches whose later layers take w from a second latent
+    pl_weight: float = 2.0  # stylegan2: path-length regularisation weight; 0 = off
+    pl_every: int = 4  # stylegan2: path-length regularisation every N steps (lazy)
+    pl_decay: float = 0.01  # stylegan2: decay of the path lengths' running mean
     flip: bool = False  # random horizontal flips of real images
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
     epochs: float = 0.0  # budget in passes over the dataset
@@ -86,7 +96,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name} must be a finite number, not {value}.")
-        for name in ("batch_size", "d_steps", "r1_every", "keep_checkpoints", "grid_size", "eval_images"):
+        for name in ("batch_size", "d_steps", "r1_every", "keep_checkpoints", "grid_size", "eval_images", "ada_interval",
+                     "pl_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         for name in ("lr_g", "lr_d"):
@@ -120,8 +131,17 @@ class TrainConfig:
             raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}.")
         policies = [p for p in self.augment.split(",") if p]
         unknown = set(policies) - {"color", "translation", "cutout"}
-        if unknown:
-            raise ConfigError(f"augment: unknown policy {sorted(unknown)}; use any of color,translation,cutout.")
+        if unknown and self.augment != "ada":
+            raise ConfigError(f"augment: unknown policy {sorted(unknown)}; use ada, or any of color,translation,cutout.")
+        for name in ("ada_p", "ada_target", "style_mixing", "pl_decay"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be between 0 and 1, not {getattr(self, name)}.")
+        if self.ada_kimg <= 0:
+            raise ConfigError(f"ada_kimg must be above 0 (500 is the paper's), not {self.ada_kimg}.")
+        if self.pl_weight < 0:
+            raise ConfigError(f"pl_weight cannot be negative (2 is the paper's; 0 switches it off), not {self.pl_weight}.")
+        if not re.fullmatch(r"[bgc]+", self.ada_spec):
+            raise ConfigError(f"ada_spec is made of the letters b, g and c (bgc is the paper's), not {self.ada_spec!r}.")
         if not isinstance(self.model, dict) or "name" not in self.model:
             raise ConfigError("model must be a mapping with a name, e.g. model.name=dcgan.")
 

@@ -59,6 +59,14 @@ class Distributed:
         for tensor in tensors:
             dist.broadcast(tensor.data, src=0)
 
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The sum of `tensor` over processes (itself on one process)."""
+        if not self.enabled:
+            return tensor
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
     def any(self, flag: bool, device) -> bool:
         if not self.enabled:
             return flag

@@ -1,8 +1,14 @@
 """The training loop: devices, precision, processes, EMA, ticks, checkpoints. It knows no model.
 
-Progress is counted in images shown to D. Every tick (tick_kimg) the loop logs the mean losses,
-draws a grid from fixed seeds and writes a checkpoint; a non-finite loss rolls back to the last
-checkpoint. Ctrl-C or SIGTERM finish the current step, save, and exit; `--resume` continues exactly.
+The run's recipe (`train/recipes`) supplies the networks, their optimiser groups, the phases of a step
+and their losses; the loop runs the phases, counts images shown to D, and every tick (tick_kimg) logs
+the mean statistics, draws a grid from fixed seeds and writes a checkpoint holding everything (the
+recipe's own state too). A non-finite loss rolls back to the last checkpoint. Ctrl-C or SIGTERM finish
+the current step, save, and exit; `--resume` continues exactly.
+
+Every random draw of training (latents, augmentation, noise) comes from the trainer's own
+`torch.Generator`, saved in each checkpoint; the global RNG is never used, so work done between steps
+(periodic KID, a callback) cannot change what training does.
 """
 
 from __future__ import annotations
@@ -24,15 +30,13 @@ from ganforge.data.reader import BatchReader, to_uint8_images
 from ganforge.device import deterministic_kernels, device_kind, pick_device, pick_precision
 from ganforge.errors import GanforgeError
 from ganforge.files import save_image_atomic, write_text_atomic
-from ganforge.models import create_models
+from ganforge.models.sampling import synthesize
 from ganforge.pictures import image_grid, points_plot
 from ganforge.train import checkpoint as ckpt
-from ganforge.train.augment import make_augment
 from ganforge.train.config import TrainConfig, dump_yaml
 from ganforge.train.distributed import Distributed
 from ganforge.train.ema import GeneratorEMA
-from ganforge.train.health import HealthMonitor
-from ganforge.train.objectives import Batch, GANObjective
+from ganforge.train.recipes import RecipeError, create_recipe, model_fields
 from ganforge.train.rundir import RunLog, write_animation, write_loss_plot
 
 DEFAULT_MINUTES = 60.0
@@ -50,13 +54,13 @@ def _largest_power_of_two(n: int) -> int:
     return 1 << (max(n, 1).bit_length() - 1)
 
 
-def _adam(module, lr: float, betas, device: torch.device) -> torch.optim.Adam:
+def _adam(parameters: list, lr: float, betas, device: torch.device) -> torch.optim.Adam:
     # The fused kernel measured 2.6 ms per step for DCGAN-64's G and D on this CPU, against 18 ms;
     # the result is the same Adam. Older torch builds without it for this device use the default.
     try:
-        return torch.optim.Adam(module.parameters(), lr, betas=betas, fused=device.type in ("cpu", "cuda"))
+        return torch.optim.Adam(parameters, lr, betas=betas, fused=device.type in ("cpu", "cuda"))
     except (RuntimeError, TypeError):
-        return torch.optim.Adam(module.parameters(), lr, betas=betas)
+        return torch.optim.Adam(parameters, lr, betas=betas)
 
 
 def _grad_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -66,7 +70,8 @@ def _grad_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
 
 class Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path | None, *, state: dict | None = None, progress: bool = True):
-        """`run_dir` may be set after construction (before `run`), once everything built without error."""
+        """`run_dir` may be set after construction (before `run`), once everything built without error.
+        Callbacks (`add_callback`) are attached after construction, by the API layer."""
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
@@ -77,31 +82,39 @@ class Trainer:
         if config.batch_size % self.dist.world_size:
             raise TrainingError(f"batch_size {config.batch_size} must divide evenly among {self.dist.world_size} processes.")
         self.local_batch = config.batch_size // self.dist.world_size
+        self.rng = torch.Generator(device=self.device).manual_seed(config.seed)
 
-        torch.manual_seed(config.seed)
-        self.model_config, self.G, self.D = create_models(**model_fields(config, self.dataset))
+        with torch.random.fork_rng(devices=[]):  # weights are initialised from the seed, the caller's RNG left alone
+            torch.manual_seed(config.seed)
+            try:
+                self.recipe = create_recipe(config, self.dataset, self.device, self.rng)
+            except RecipeError as err:
+                raise TrainingError(str(err)) from None
+        self.networks = self.recipe.networks
+        self.model_config = self.recipe.model_config
+        self.G = self.networks[self.recipe.ema_role]
+        self.D = self.networks.get("D")
         self.images = self.dataset.kind == "images"
         memory_format = torch.channels_last if (config.channels_last and self.images) else torch.preserve_format
-        self.G.to(self.device, memory_format=memory_format)
-        self.D.to(self.device, memory_format=memory_format)
-        self.dist.sync_from_main(self.G, parameters=True)
-        self.dist.sync_from_main(self.D, parameters=True)
+        for network in self.networks.values():
+            network.to(self.device, memory_format=memory_format)
+            self.dist.sync_from_main(network, parameters=True)
         self.ema = GeneratorEMA(self.G, config.ema_kimg, config.ema_rampup)
-        betas = (config.beta1, config.beta2)
-        self.optimizers = {"G": _adam(self.G, config.lr_g, betas, self.device),
-                           "D": _adam(self.D, config.lr_d, betas, self.device)}
+        # listed once: walking the module tree for each requires_grad_ call cost ~0.5 ms a step, more
+        # than a small model's whole forward pass
+        self._parameters = {role: list(network.parameters()) for role, network in self.networks.items()}
+        self.groups = self.recipe.optimizer_groups()
+        self._group_parameters = {name: [p for role in group.roles for p in self._parameters[role]]
+                                  for name, group in self.groups.items()}
+        self.optimizers = {name: _adam(self._group_parameters[name], group.effective_lr, group.effective_betas, self.device)
+                           for name, group in self.groups.items()}
         fp16 = self.dtype == torch.float16
-        self.scalers = {k: torch.amp.GradScaler(self.device.type, enabled=fp16) for k in ("G", "D")}
+        self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=fp16) for name in self.groups}
         check_batch(config, self.dataset)
         self.reader = BatchReader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
                                   device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
-        self.conditional = getattr(self.model_config, "num_classes", 0) > 0
-        self.objective = GANObjective(config, self.G, self.D, make_augment(config.augment) if self.images else None)
-        self.phases = self.objective.phases()
-        self.modules = {"G": self.G, "D": self.D}
-        # listed once: walking the module tree for each requires_grad_ call cost ~0.5 ms a step, more
-        # than a small model's whole forward pass
-        self._parameters = {name: list(module.parameters()) for name, module in self.modules.items()}
+        self.conditional = self.recipe.num_classes > 0
+        self.phases = self.recipe.phases()
 
         self.step = self.images_seen = self.tick = self.rollbacks = 0
         self.resumed_at: int | None = None  # images_seen of the checkpoint this trainer started from
@@ -114,36 +127,46 @@ class Trainer:
         self._fixed = torch.Generator().manual_seed(config.seed + 1_000_003)
         grid_size, self.grid_labels, self.grid_columns = config.grid_size, None, None
         if self.conditional:  # one column per class (when they fit), as many rows as the grid allows
-            classes = self.model_config.num_classes
+            classes = self.recipe.num_classes
             self.grid_columns = classes if classes <= 16 else None
             grid_size = max(classes, grid_size // classes * classes) if self.grid_columns else grid_size
             self.grid_labels = torch.arange(grid_size) % classes
         self.grid_z = torch.randn(grid_size, self.G.z_dim, generator=self._fixed)
         self.early_stop = False
-        self.health = HealthMonitor(self, config.eval_minutes, config.eval_images, config.patience)
+        self.callbacks: list = []
+        self._callback_states: dict = {}
         self._reset_stats()
         if state is not None:
             self.load_state(state)
+
+    def add_callback(self, callback) -> None:
+        """Attach an object with `name`, `on_tick(trainer, log, final) -> bool` (True: stop early), `state()`
+        and `load_state(dict)`; its state is saved in checkpoints and restored when resuming."""
+        callback.load_state(self._callback_states.get(callback.name, {}))
+        self.callbacks.append(callback)
 
     # --- state ---------------------------------------------------------------------------------
 
     def state(self) -> dict:
         return {
-            "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.ema.state_dict(),
-            "optimizer_G": self.optimizers["G"].state_dict(), "optimizer_D": self.optimizers["D"].state_dict(),
-            "scaler_G": self.scalers["G"].state_dict(), "scaler_D": self.scalers["D"].state_dict(),
+            "networks": {role: network.state_dict() for role, network in self.networks.items()},
+            "G_ema": self.ema.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scalers": {name: scaler.state_dict() for name, scaler in self.scalers.items()},
+            "recipe_name": self.recipe.name, "recipe": self.recipe.state_dict(),
             "step": self.step, "images_seen": self.images_seen, "tick": self.tick, "rollbacks": self.rollbacks,
-            "train_seconds": self.train_seconds, "reader": self.reader.state_dict(), "rng": ckpt.rng_state(),
-            "config": self.config.to_dict(), "model_name": self.config.model["name"],
+            "train_seconds": self.train_seconds, "reader": self.reader.state_dict(),
+            "rng": self.rng.get_state(), "config": self.config.to_dict(), "model_name": self.recipe.model_name,
             "model_config": dataclasses.asdict(self.model_config),
             "classes": self.dataset.class_names if self.conditional else None,
-            "health": self.health.state(),
+            "callbacks": {**self._callback_states, **{cb.name: cb.state() for cb in self.callbacks}},
         }
 
     def load_state(self, state: dict) -> None:
+        state = _upgrade_state(state)
         try:
-            self.G.load_state_dict(state["G"])
-            self.D.load_state_dict(state["D"])
+            for role, network in self.networks.items():
+                network.load_state_dict(state["networks"][role])
             self.ema.load_state_dict(state["G_ema"])
         except (RuntimeError, KeyError):  # shapes that no longer fit: the run's inputs were changed
             saved = state.get("model_config", {})
@@ -154,16 +177,20 @@ class Trainer:
                 + (f" ({'; '.join(changed)})" if changed else "")
                 + ": the dataset was prepared again with other settings, or config.yaml was edited. Put them back "
                 "as they were to resume, or start a new run.") from None
-        for key in ("G", "D"):
-            self.optimizers[key].load_state_dict(state[f"optimizer_{key}"])
-            if state[f"scaler_{key}"]:
-                self.scalers[key].load_state_dict(state[f"scaler_{key}"])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+            if state["scalers"].get(name):
+                self.scalers[name].load_state_dict(state["scalers"][name])
         # a checkpoint is written at the end of tick N, before the counter moves on: continue with N + 1
         self.step, self.images_seen, self.tick = state["step"], state["images_seen"], state["tick"] + 1
         self.rollbacks, self.train_seconds = state["rollbacks"], state["train_seconds"]
         self.reader.load_state_dict(state["reader"])
-        ckpt.set_rng_state(state["rng"])
-        self.health.load_state(state.get("health", {}))
+        if isinstance(state.get("rng"), torch.Tensor):
+            self.rng.set_state(state["rng"])
+        self.recipe.load_state_dict(state.get("recipe", {}))
+        self._callback_states = dict(state.get("callbacks", {}))
+        for callback in self.callbacks:
+            callback.load_state(self._callback_states.get(callback.name, {}))
         self.resumed_at = self.images_seen
 
     # --- the loop ------------------------------------------------------------------------------
@@ -256,9 +283,9 @@ class Trainer:
 
     def _latents(self) -> torch.Tensor:
         # drawn for the global batch and sliced, so N processes see what one process would
-        z = torch.randn(self.config.batch_size, self.G.z_dim)
+        z = torch.randn(self.config.batch_size, self.G.z_dim, device=self.device, generator=self.rng)
         start = self.dist.rank * self.local_batch
-        return z[start : start + self.local_batch].to(self.device)
+        return z[start : start + self.local_batch]
 
     def lr_factor(self) -> float:
         """Learning-rate multiplier: 1, then falling linearly to 0 over the last `lr_ramp_down` of the budget.
@@ -274,9 +301,9 @@ class Trainer:
 
     def _set_learning_rates(self) -> None:
         factor = self.lr_factor()
-        for name, base in (("G", self.config.lr_g), ("D", self.config.lr_d)):
-            for group in self.optimizers[name].param_groups:
-                group["lr"] = base * factor
+        for name, group in self.groups.items():
+            for params in self.optimizers[name].param_groups:
+                params["lr"] = group.effective_lr * factor
 
     def _require_grad(self, names: set[str]) -> None:
         """Gradients for the named networks' parameters only (the cached lists: see `_parameters`)."""
@@ -287,38 +314,39 @@ class Trainer:
     def _train_step(self) -> None:
         if self.config.lr_ramp_down:
             self._set_learning_rates()
-        real = labels = None
+        data = None
         for phase in self.phases:
-            if self.step % phase.interval:
+            if self.step % phase.interval or self.images_seen < phase.start_kimg * 1000:
                 continue
-            module, optimizer, scaler = self.modules[phase.module], self.optimizers[phase.module], self.scalers[phase.module]
-            self._require_grad({phase.module, *phase.graph})
-            repeats = self.config.d_steps if phase.name == "Dmain" else 1
-            for _ in range(repeats):
-                if phase.name == "Dmain" or real is None:
-                    real, labels = next(self.reader)
+            group, parameters = self.groups[phase.optimizer], self._group_parameters[phase.optimizer]
+            optimizer, scaler = self.optimizers[phase.optimizer], self.scalers[phase.optimizer]
+            self._require_grad({*group.roles, *phase.graph})
+            for _ in range(phase.repeats):
+                if phase.draws or data is None:
+                    data = next(self.reader)
                     self.images_seen += self.config.batch_size
-                    if not self.conditional:
-                        labels = None
-                batch = Batch(real, labels, self._latents())
-                with self._autocast(enabled=phase.name != "Dreg"):  # penalties in fp32
-                    loss, stats = self.objective.loss(phase, batch)
+                real, labels = data
+                batch = self.recipe.make_batch(phase, real, labels if self.conditional else None, self._latents())
+                with self._autocast(enabled=not phase.fp32):  # penalties in fp32
+                    loss, stats = self.recipe.loss(phase, batch)
                 if self.step in self.inject_nan_at_steps:
                     self.inject_nan_at_steps.discard(self.step)
                     loss = loss * float("nan")
-                for p in self._parameters[phase.module]:  # optimizer.zero_grad(set_to_none=True), without its overhead
+                for p in parameters:  # optimizer.zero_grad(set_to_none=True), without its overhead
                     p.grad = None
                 scaler.scale(loss).backward()
-                self.dist.average_gradients(module)
-                if phase.name == "Gmain":  # vanishing gradients show here first
+                for role in group.roles:
+                    self.dist.average_gradients(self.networks[role])
+                if phase.grad_norm:  # vanishing gradients show here first
                     scale = scaler.get_scale() if scaler.is_enabled() else 1.0
-                    stats = {**stats, "grad_G": _grad_norm(self._parameters[phase.module]) / scale}
+                    stats = {**stats, phase.grad_norm: _grad_norm(parameters) / scale}
                 scaler.step(optimizer)
                 scaler.update()
                 self._accumulate(stats)
         self._require_grad(set(self._parameters))
-        self.dist.sync_from_main(self.G)
-        self.dist.sync_from_main(self.D)
+        for network in self.networks.values():
+            self.dist.sync_from_main(network)
+        self._accumulate(self.recipe.after_step(self.step, self.images_seen, self.dist.all_reduce_sum))
         self.ema.update(self.G, self.config.batch_size, self.images_seen)
         self.step += 1
 
@@ -334,14 +362,15 @@ class Trainer:
 
     def _end_tick(self, log: RunLog | None, tick_start: float, bar=None, final: bool = False) -> None:
         means = {k: float(v) / self._counts[k] for k, v in self._sums.items()}
-        weights_ok = all(torch.isfinite(p).all() for m in (self.G, self.D) for p in m.parameters())
+        weights_ok = all(torch.isfinite(p).all() for ps in self._parameters.values() for p in ps)
         if self.dist.any(not weights_ok or not all(math.isfinite(v) for v in means.values()), self.device):
             self._roll_back(means, log)
             return
         elapsed = max(time.perf_counter() - tick_start, 1e-9)
         record = {"tick": self.tick, "images_seen": self.images_seen, "kimg": self.images_seen / 1000,
                   "step": self.step, "train_seconds": round(self.train_seconds, 3),
-                  "images_per_second": (self.images_seen - self._tick_images_start) / elapsed, **means}
+                  "images_per_second": (self.images_seen - self._tick_images_start) / elapsed, **means,
+                  **self.recipe.tick_values()}
         self._fixed.manual_seed(self.config.seed + 1_000_004)
         self.ema.recalibrate(self._recalibration_inputs)
         if self.dist.is_main:
@@ -351,10 +380,10 @@ class Trainer:
             if bar is not None and means:
                 bar.set_postfix({k: f"{v:.3g}" for k, v in means.items() if k in ("loss_G", "loss_D", "R1")}
                                 | {"img/s": f"{record['images_per_second']:.0f}"})
-        # evaluate when due, and at the end of a run long enough to have been due at least once
-        evaluate = self.health.due() or (final and self.health.enabled and self.train_seconds >= self.health.seconds)
-        out_of_patience = self.health.evaluate(log) if evaluate else False
-        self.early_stop = self.dist.any(out_of_patience, self.device)
+        stop = False
+        for callback in self.callbacks:
+            stop = bool(callback.on_tick(self, log, final)) or stop
+        self.early_stop = self.dist.any(stop, self.device)
         self.dist.barrier()
         self._last_checkpoint_at = self.images_seen
         self.tick += 1
@@ -371,7 +400,7 @@ class Trainer:
         rollbacks = self.rollbacks
         self.load_state(state)
         self.rollbacks = rollbacks
-        torch.manual_seed(self.config.seed + 7919 * rollbacks)  # take another path than the one that failed
+        self.rng.manual_seed(self.config.seed + 7919 * rollbacks)  # take another path than the one that failed
         message = f"non-finite loss or weights: rolled back to {path.name} (rollback {rollbacks} of at most {self.config.max_rollbacks})"
         if self.dist.is_main:
             print(f"\nwarning: {message}")
@@ -384,17 +413,12 @@ class Trainer:
         z = torch.randn(self.local_batch, self.G.z_dim, generator=self._fixed).to(self.device)
         if not self.conditional:
             return (z,)
-        labels = torch.randint(0, self.model_config.num_classes, (self.local_batch,), generator=self._fixed)
+        labels = torch.randint(0, self.recipe.num_classes, (self.local_batch,), generator=self._fixed)
         return z, labels.to(self.device)
 
-    @torch.no_grad()
     def sample(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        out = []
-        for start in range(0, len(z), 256):
-            zs = z[start : start + 256].to(self.device)
-            ls = None if labels is None else labels[start : start + 256].to(self.device)
-            out.append(self.ema.module(zs, ls).float().cpu())
-        return torch.cat(out)
+        """The averaged generator's samples, through the same path as `ganforge sample` (float32, on the CPU)."""
+        return synthesize(self.ema.module, z, labels)
 
     def _save_grid(self) -> dict[str, float]:
         """Draw this tick's grid; returns what it shows of the generator's health (see `_output_signals`)."""
@@ -407,7 +431,7 @@ class Trainer:
         else:
             self._fixed.manual_seed(self.config.seed + 1_000_005)  # the same points at every tick
             z = torch.randn(2000, self.G.z_dim, generator=self._fixed)
-            labels = None if not self.conditional else torch.randint(0, self.model_config.num_classes, (2000,), generator=self._fixed)
+            labels = None if not self.conditional else torch.randint(0, self.recipe.num_classes, (2000,), generator=self._fixed)
             reference = np.asarray(self.dataset.points[: 2000])
             samples = self.sample(z, labels)
             grid = points_plot(samples.numpy(), reference)
@@ -441,41 +465,28 @@ def check_batch(config: TrainConfig, dataset: PreparedDataset) -> None:
 
 
 def check_config(config: TrainConfig, dataset: PreparedDataset) -> None:
-    """What building a Trainer would refuse, without building one (for --dry-run): the model's fields for this
-    dataset, and the batch size."""
+    """What building a Trainer would refuse, without building one (for --dry-run): the recipe, the model's
+    fields for this dataset, and the batch size."""
     from ganforge.models import model_config
+    from ganforge.train.recipes import recipe_name
 
-    fields = model_fields(config, dataset)
+    try:
+        recipe_name(config)
+        fields = model_fields(config, dataset)
+    except RecipeError as err:
+        raise TrainingError(str(err)) from None
     model_config(fields.pop("name"), **fields)
     check_batch(config, dataset)
 
 
-def model_fields(config: TrainConfig, dataset: PreparedDataset) -> dict:
-    """The model's config fields: the preset's, with what the dataset dictates filled in."""
-    fields = dict(config.model)
-    # point sets carry their mixture component as a label; by default that stays unused
-    auto = dataset.num_classes > 0 and dataset.kind == "images"
-    use_labels = {"auto": auto, "yes": True, "no": False}[config.conditional]
-    if use_labels and dataset.labels is None:
-        raise TrainingError(f"conditional=yes, but {dataset.path} has no labels. Prepare it with --labels folders.")
-    from ganforge.models import MODELS
-
-    spec = MODELS.get(fields.get("name"))
-    if spec is not None:
-        takes = {f.name for f in dataclasses.fields(spec.config_class)}
-        if dataset.kind == "points" and "dims" not in takes:
-            raise TrainingError(f"{dataset.path} is a set of 2-D points, and model {spec.name} makes images: use "
-                                "--preset points (or model.name=mlp).")
-        if dataset.kind == "images" and "channels" not in takes:
-            raise TrainingError(f"{dataset.path} holds images, and model {spec.name} makes 2-D points: use "
-                                "--preset dcgan or dcgan-small.")
-    if dataset.kind == "points":
-        fields.setdefault("dims", 2)
-    else:
-        for key, value in (("resolution", dataset.resolution), ("channels", dataset.channels)):
-            if fields.get(key, value) != value:
-                raise TrainingError(f"model.{key}={fields[key]} does not match the dataset ({value}); "
-                                    f"leave it out, or prepare the dataset at another {key}.")
-            fields[key] = value
-    fields["num_classes"] = dataset.num_classes if use_labels else 0
-    return fields
+def _upgrade_state(state: dict) -> dict:
+    """A checkpoint written before recipes (G, D, optimizer_G, ...) in today's layout."""
+    if "networks" in state:
+        return state
+    state = dict(state)
+    state["networks"] = {"G": state.pop("G"), "D": state.pop("D")}
+    state["optimizers"] = {k: state.pop(f"optimizer_{k}") for k in ("G", "D")}
+    state["scalers"] = {k: state.pop(f"scaler_{k}") for k in ("G", "D")}
+    state["callbacks"] = {"health": state.pop("health", {})}
+    state["rng"] = None  # it held the global streams; this trainer draws from its own
+    return state

@@ -1,4 +1,7 @@
-"""`train_gan`: start a run or resume one — the Python face of `ganforge train`.
+"""`train_gan`: start a run or resume one — the Python face of `ganforge train` (and of the studio).
+
+It sits above training and metrics: it builds the Trainer and attaches the periodic health check
+(`metrics.monitor.HealthMonitor`) as a callback, so neither package imports the other's layer above.
 
 A new run gets a numbered folder under runs_dir; a resumed run continues from its latest checkpoint
 with its saved config. On resume only the budget and the device may change: anything else would
@@ -24,6 +27,7 @@ from ganforge.data.format import PreparedDataset
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config
 from ganforge.files import is_disk_full
+from ganforge.metrics.monitor import HealthMonitor
 from ganforge.train.loop import Trainer, TrainingError, check_config, device_kind
 from ganforge.train.rundir import RunLock, forget_after, new_run_dir
 
@@ -51,7 +55,7 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
         check_config(config, dataset)  # what a real run would refuse, a dry run refuses too
         return TrainResult(None, config, "dry-run")
     description = f"{Path(data).resolve().name}-{config.model['name']}"
-    trainer = Trainer(config, None, progress=progress)
+    trainer = _trainer(config, None, None, progress)
     run_dir, lock = _make_run_dir(Path(config.runs_dir), description, config.device)
     trainer.run_dir = run_dir
     try:
@@ -120,7 +124,7 @@ def _resume_locked(run_dir: Path, overrides: dict[str, Any], dry_run: bool, prog
         print(f"note: this run has already seen {state['images_seen'] / 1000:g} kimg, which meets kimg={config.kimg:g}; "
               "nothing to train. Give a larger budget to continue, e.g. kimg="
               f"{max(2 * config.kimg, state['images_seen'] / 500):g}.", file=sys.stderr)
-    trainer = Trainer(config, run_dir, state=state, progress=progress)
+    trainer = _trainer(config, run_dir, state, progress)
     if trainer.dist.is_main:
         forget_after(run_dir, state["images_seen"])
     try:
@@ -128,6 +132,12 @@ def _resume_locked(run_dir: Path, overrides: dict[str, Any], dry_run: bool, prog
     finally:
         trainer.dist.close()
     return TrainResult(run_dir, config, stopped_by, trainer.images_seen)
+
+
+def _trainer(config: TrainConfig, run_dir: Path | None, state: dict | None, progress: bool) -> Trainer:
+    trainer = Trainer(config, run_dir, state=state, progress=progress)
+    trainer.add_callback(HealthMonitor(trainer, config.eval_minutes, config.eval_images, config.patience))
+    return trainer
 
 
 def _saved_config(config_file: Path, state: dict) -> dict:

@@ -1,5 +1,6 @@
 """Periodic evaluation during training: KID on a small sample, collapse signals, the best checkpoint,
-and early stopping.
+and early stopping. A callback the API layer (`ganforge.api.train_gan`) attaches to the Trainer, so the
+training package never imports the metrics.
 
 Every `eval_minutes` of training (and at the end), rank 0 draws `eval_images` samples from the EMA
 generator and compares their Inception features with as many real images:
@@ -50,7 +51,9 @@ def collapse_signals(real: np.ndarray, fake: np.ndarray) -> dict[str, float]:
 
 
 class HealthMonitor:
-    """Owned by the Trainer (rank 0 only): decides when to evaluate, evaluates, keeps the best."""
+    """A Trainer callback (active on rank 0 only): decides when to evaluate, evaluates, keeps the best."""
+
+    name = "health"
 
     def __init__(self, trainer, minutes: float, images: int, patience: int):
         self.trainer = trainer
@@ -69,6 +72,13 @@ class HealthMonitor:
         self.best = state.get("best")  # [kid, images_seen] of the best evaluation so far
         self.since_best = state.get("since_best", 0)
         self.last_at = state.get("last_at", 0.0)  # train_seconds at the last evaluation
+
+    def on_tick(self, trainer, log, final: bool) -> bool:
+        """At the end of each tick: evaluate when due, and at the end of a run long enough to have been due
+        at least once; True when patience has run out."""
+        if self.due() or (final and self.enabled and trainer.train_seconds >= self.seconds):
+            return self.evaluate(log)
+        return False
 
     def due(self) -> bool:
         return self.enabled and self.trainer.train_seconds - self.last_at >= self.seconds
@@ -107,7 +117,7 @@ class HealthMonitor:
         for start in range(0, self.images, 64):
             n = min(64, self.images - start)
             z = torch.randn(n, trainer.G.z_dim, generator=generator)
-            labels = (torch.arange(start, start + n) % trainer.model_config.num_classes) if trainer.conditional else None
+            labels = (torch.arange(start, start + n) % trainer.recipe.num_classes) if trainer.conditional else None
             features.append(self.extractor.features(to_uint8_images(trainer.sample(z, labels))))
         fake = np.concatenate(features)
         self.extractor.release_memory()

@@ -1,0 +1,41 @@
+"""A network's config fields for a run: the preset's `model.*`, with what the dataset dictates filled in."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ganforge.errors import GanforgeError
+from ganforge.models import MODELS
+
+
+class RecipeError(GanforgeError):
+    pass
+
+
+def model_fields(config, dataset) -> dict:
+    """The model's config fields: the preset's, with resolution, channels, dims and classes from the data."""
+    fields = dict(config.model)
+    # point sets carry their mixture component as a label; by default that stays unused
+    auto = dataset.num_classes > 0 and dataset.kind == "images"
+    use_labels = {"auto": auto, "yes": True, "no": False}[config.conditional]
+    if use_labels and dataset.labels is None:
+        raise RecipeError(f"conditional=yes, but {dataset.path} has no labels. Prepare it with --labels folders.")
+    spec = MODELS.get(fields.get("name"))
+    if spec is not None:
+        takes = {f.name for f in dataclasses.fields(spec.config_class)}
+        if dataset.kind == "points" and "dims" not in takes:
+            raise RecipeError(f"{dataset.path} is a set of 2-D points, and model {spec.name} makes images: use "
+                              "--preset points (or model.name=mlp).")
+        if dataset.kind == "images" and "channels" not in takes:
+            raise RecipeError(f"{dataset.path} holds images, and model {spec.name} makes 2-D points: use "
+                              "--preset dcgan or stylegan2.")
+    if dataset.kind == "points":
+        fields.setdefault("dims", 2)
+    else:
+        for key, value in (("resolution", dataset.resolution), ("channels", dataset.channels)):
+            if fields.get(key, value) != value:
+                raise RecipeError(f"model.{key}={fields[key]} does not match the dataset ({value}); "
+                                  f"leave it out, or prepare the dataset at another {key}.")
+            fields[key] = value
+    fields["num_classes"] = dataset.num_classes if use_labels else 0
+    return fields

@@ -1,0 +1,161 @@
+"""The StyleGAN2 recipe (Karras et al. 2020, config F), with adaptive augmentation from `augment=ada`.
+
+Phases, as StyleGAN2-ADA's loop: Gmain (non-saturating loss, with style mixing), Greg (path-length
+regularisation every `pl_every` steps), Dmain (non-saturating loss; ADA's r_t is read here) and Dreg
+(lazy R1 every `r1_every` steps). Each lazy regulariser scales its loss by its interval, and its
+optimiser group corrects the rate and betas for the extra steps (see `OptimizerGroup`).
+
+- style mixing: with probability `style_mixing` the layers from a random cutoff on take their w from a
+  second latent, so neighbouring layers do not learn to depend on each other;
+- path length: for w and a random image-space direction y, ||J_w^T y|| should be the same everywhere:
+  penalised as (||J_w^T y|| - a)^2, with a the running mean of the lengths (decay `pl_decay`), over
+  half the batch;
+- the mean of w is tracked in the generator (`w_avg`, decay 0.995) for truncation when sampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ganforge.models import create_models
+from ganforge.train.recipes.augmenting import DiscriminatorAugment
+from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe, lazy_interval
+from ganforge.train.recipes.classic import d_stats, r1_penalty
+from ganforge.train.recipes.fields import RecipeError, model_fields
+
+W_AVG_BETA = 0.995
+
+
+def paper_r1_gamma(resolution: int, batch_size: int) -> float:
+    """The R1 weight heuristic of Karras et al. 2020 (appendix): 0.0002 · resolution² / batch size."""
+    return 0.0002 * resolution**2 / batch_size
+
+
+class StyleGAN2Recipe(Recipe):
+    name = "stylegan2"
+
+    def __init__(self, config, dataset, device, rng):
+        super().__init__(config, dataset, device, rng)
+        if dataset.kind != "images":
+            raise RecipeError(f"{dataset.path} is a set of points; StyleGAN2 makes images (use --preset points).")
+        if config.loss != "nonsaturating":
+            raise RecipeError(f"The stylegan2 recipe trains with the non-saturating loss of the paper, not "
+                              f"loss={config.loss}; leave loss out, or use model.name=dcgan for other losses.")
+        fields = model_fields(config, dataset)
+        self.model_name = fields.pop("name")
+        self.model_config, G, D = create_models(self.model_name, **fields)
+        self.networks = {"G": G, "D": D}
+        self.augment = DiscriminatorAugment(config, device, rng)
+        self.pl_mean = torch.zeros((), device=device)
+        self._fakes: torch.Tensor | None = None
+
+    @property
+    def G(self):
+        return self.networks["G"]
+
+    @property
+    def D(self):
+        return self.networks["D"]
+
+    def optimizer_groups(self):
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        return {"G": OptimizerGroup(("G",), c.lr_g, betas, lazy_interval(c.pl_weight, c.pl_every)),
+                "D": OptimizerGroup(("D",), c.lr_d, betas, lazy_interval(c.r1_gamma, c.r1_every))}
+
+    def phases(self):
+        c = self.config
+        phases = [Phase("Dmain", "D", draws=True, repeats=c.d_steps, graph=("G",) if c.reuse_fakes else ())]
+        if c.r1_gamma > 0:
+            phases.append(Phase("Dreg", "D", c.r1_every, fp32=True))
+        phases.append(Phase("Gmain", "G", grad_norm="grad_G"))
+        if c.pl_weight > 0:
+            phases.append(Phase("Greg", "G", c.pl_every, fp32=True))
+        return phases
+
+    # --- the generator, as training runs it -------------------------------------------------------
+
+    def _styles(self, z: torch.Tensor, labels) -> torch.Tensor:
+        """(B, num_ws, w_dim): w for z, with the layers after a random cutoff from a second latent when mixing."""
+        G = self.G
+        ws = G.mapping(z, labels, update_w_avg_beta=W_AVG_BETA)
+        if self.config.style_mixing > 0 and G.num_ws > 1:
+            draw = torch.rand((), device=z.device, generator=self.rng)
+            cutoff = int(torch.randint(1, G.num_ws, (), device=z.device, generator=self.rng))
+            if float(draw) < self.config.style_mixing:
+                z2 = torch.randn(z.shape, device=z.device, generator=self.rng)
+                ws = torch.cat([ws[:, :cutoff], G.mapping(z2, labels, update_w_avg_beta=None)[:, cutoff:]], dim=1)
+        return ws
+
+    def _generate(self, z: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self._styles(z, labels)
+        return self.G.synthesis(ws, noise_mode="random", generator=self.rng), ws
+
+    def _discriminate(self, x, labels) -> torch.Tensor:
+        return self.D(self.augment(x), labels)[0].float()
+
+    # --- the phases -------------------------------------------------------------------------------
+
+    def loss(self, phase: Phase, batch: Batch):
+        if phase.name == "Dmain":
+            return self._d_main(batch)
+        if phase.name == "Dreg":
+            penalty = r1_penalty(self.D, self.augment, batch.real, batch.labels)
+            return penalty * (self.config.r1_gamma / 2) * phase.interval, {"R1": penalty.detach()}
+        if phase.name == "Gmain":
+            return self._g_main(batch)
+        if phase.name == "Greg":
+            return self._path_length(batch, phase.interval)
+        raise ValueError(f"the stylegan2 recipe has no phase {phase.name!r}")
+
+    def _d_main(self, batch: Batch):
+        if self.config.reuse_fakes:
+            fake, _ = self._generate(batch.z, batch.labels)
+            self._fakes = fake  # its graph is kept for Gmain
+            fake = fake.detach()
+        else:
+            with torch.no_grad():
+                fake, _ = self._generate(batch.z, batch.labels)
+        real_logits = self._discriminate(batch.real, batch.labels)
+        fake_logits = self._discriminate(fake, batch.labels)
+        self.augment.observe(real_logits)
+        loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        return loss, d_stats(loss, real_logits, fake_logits)
+
+    def _g_main(self, batch: Batch):
+        fake, self._fakes = (self._fakes, None) if self._fakes is not None else (self._generate(batch.z, batch.labels)[0], None)
+        loss = F.softplus(-self._discriminate(fake, batch.labels)).mean()
+        return loss, {"loss_G": loss.detach()}
+
+    def _path_length(self, batch: Batch, interval: int):
+        n = max(1, batch.z.shape[0] // 2)
+        labels = None if batch.labels is None else batch.labels[:n]
+        images, ws = self._generate(batch.z[:n], labels)
+        side = images.shape[2] * images.shape[3]
+        noise = torch.randn(images.shape, device=images.device, generator=self.rng) / math.sqrt(side)
+        (grads,) = torch.autograd.grad((images.float() * noise).sum(), ws, create_graph=True)
+        lengths = grads.float().square().sum(2).mean(1).sqrt()  # (n,)
+        mean = self.pl_mean.lerp(lengths.mean().detach(), self.config.pl_decay)
+        self.pl_mean.copy_(mean)
+        penalty = (lengths - mean).square().mean()
+        return penalty * self.config.pl_weight * interval, {"path_length": lengths.mean().detach(),
+                                                            "pl_penalty": penalty.detach()}
+
+    # --- state ------------------------------------------------------------------------------------
+
+    def after_step(self, step, images_seen, all_reduce):
+        return self.augment.after_step(self.config.batch_size, all_reduce)
+
+    def tick_values(self):
+        return {**self.augment.tick_values(), "pl_mean": float(self.pl_mean)}
+
+    def state_dict(self):
+        return {**self.augment.state_dict(), "pl_mean": self.pl_mean.detach().cpu().clone()}
+
+    def load_state_dict(self, state):
+        self.augment.load_state_dict(state)
+        if "pl_mean" in state:
+            self.pl_mean.copy_(state["pl_mean"].to(self.pl_mean.device))
