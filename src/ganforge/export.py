@@ -20,12 +20,12 @@ from safetensors.torch import load_file, save
 from ganforge import __version__
 from ganforge.errors import GeneratorError
 from ganforge.files import TMP_SUFFIX, file_sha256, write_bytes_atomic, write_text_atomic
-from ganforge.models import create_generator
+from ganforge.models import MODELS, create_generator
 from ganforge.train.checkpoint import CheckpointError, run_checkpoint
 from ganforge.train.rundir import read_metrics_log
 
 FORMAT = "ganforge.generator"
-VERSION = 2  # 2: config.json lists the other files' SHA-256 digests
+VERSION = 3  # 2: config.json lists the other files' SHA-256 digests; 3: the task and the named components
 WEIGHTS, CARD, CONFIG = "model.safetensors", "README.md", "config.json"
 
 
@@ -51,7 +51,10 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
     model_config = state["model_config"]
     config = {
         "format": FORMAT, "version": VERSION, "ganforge_version": __version__,
-        "architecture": state["model_name"], "config": model_config,
+        "task": task_of(model_config), "architecture": state["model_name"],
+        "class_name": MODELS[state["model_name"]].generator.__name__,
+        "components": components_of(create_generator(state["model_name"], model_config)),
+        "config": model_config,
         "z_dim": model_config.get("z_dim"), "resolution": model_config.get("resolution"),
         "channels": model_config.get("channels"), "classes": state.get("classes"),
         "training": {"dataset": state["config"]["data"], "images_seen": state["images_seen"],
@@ -63,6 +66,24 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
     config["files"] = {name: file_sha256(target / name) for name in (WEIGHTS, CARD)}
     write_text_atomic(target / CONFIG, json.dumps(config, indent=1) + "\n")  # last: the export is complete
     return target
+
+
+def task_of(model_config: dict) -> str:
+    """What the exported model does, in the words of the Hugging Face hub's task names where one fits."""
+    if not model_config.get("resolution"):
+        return "point-generation"
+    return "class-conditional-image-generation" if model_config.get("num_classes") else "unconditional-image-generation"
+
+
+def components_of(generator: torch.nn.Module) -> dict:
+    """The named parts of the generator and where their weights sit in model.safetensors (as diffusers'
+    model index names a pipeline's parts): StyleGAN2's mapping and synthesis networks; one part otherwise."""
+    names = getattr(generator, "components", ())
+    if not names:
+        return {"generator": {"class": type(generator).__name__, "prefix": "",
+                              "parameters": sum(p.numel() for p in generator.parameters())}}
+    return {name: {"class": type(getattr(generator, name)).__name__, "prefix": f"{name}.",
+                   "parameters": sum(p.numel() for p in getattr(generator, name).parameters())} for name in names}
 
 
 def _check_target(target: Path) -> None:

@@ -11,8 +11,9 @@ device in every run. Generation runs in eval mode (batch norm uses its running s
 image never depends on the others in its batch. That is what lets `generate` and `write_samples`
 work a batch at a time: memory stays flat however many images are asked for.
 
-Truncation scales the latent towards the mean of its Gaussian (psi * z): below 1 it trades variety for
-typical-looking images, as the truncation trick of StyleGAN does for its mapped latents.
+Truncation pulls samples toward the typical image: StyleGAN2 moves its w toward the tracked mean w
+(for the first `cutoff` layers, all by default), other generators scale the Gaussian latent (psi * z).
+Below 1 it trades variety for typical-looking images (see `models.sampling`).
 """
 
 from __future__ import annotations
@@ -121,15 +122,13 @@ class Generator:
 
     @torch.inference_mode()
     def synthesize(self, z: torch.Tensor, labels: torch.Tensor | None = None, truncation: float = 1.0,
-                   batch_size: int = 256) -> torch.Tensor:
+                   batch_size: int = 256, cutoff: int | None = None) -> torch.Tensor:
         """float (B, C, H, W) in [-1, 1] on the CPU, generated `batch_size` at a time (bounded memory)."""
+        from ganforge.models.sampling import synthesize
+
         check_truncation(truncation)
-        out = []
-        for start in range(0, len(z), check_batch_size(batch_size)):
-            zs = (z[start:start + batch_size] * truncation).to(self.device)
-            ls = None if labels is None else labels[start:start + batch_size].to(self.device)
-            out.append(self.module(zs, ls).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+        return synthesize(self.module, z, labels, truncation=truncation, cutoff=cutoff,
+                          batch_size=check_batch_size(batch_size))
 
     def to_images(self, x: torch.Tensor) -> list[Image.Image]:
         from ganforge.data.reader import to_uint8_images

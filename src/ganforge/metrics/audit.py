@@ -40,17 +40,19 @@ import torch
 from tqdm import tqdm
 
 from ganforge.errors import GanforgeError
+from ganforge.metrics.audit_rules import (  # noqa: F401  (re-exported)
+    COPYING_Z,
+    MIN_CELL_GENERATED,
+    NEAR_PERCENTILE,
+    NEAR_SHARE,
+    PAIR_ROWS,
+    UNDERFITTING_Z,
+)
 from ganforge.metrics.sources import ImageSource, open_source
 
-COPYING_Z = -3.0  # C_T below this: copying. One-sided, P(Z < -3) = 0.13% under no copying.
-UNDERFITTING_Z = 3.0  # C_T above this: generated images sit farther from the data than real ones do.
-NEAR_PERCENTILE = 1.0  # a near-duplicate is closer to a training image than 99% of held-out real images
-NEAR_SHARE = 0.05  # ... and 5% of them (five times what fresh images show) counts as copying
-MIN_CELL_GENERATED = 20  # Meehan et al.'s code keeps cells with more than tau = 20 / m of the generated
 PIXEL_CHUNK = 512  # training images per pixel-distance pass: bounds memory and repeated conversions
 QUERY_BLOCK = 1024
 MAX_HELD = 100_000  # generated and held-out images are held in memory with their pixels (and compared pairwise)
-PAIR_ROWS = ("features: generated", "features: nearest training", "pixels: generated", "pixels: nearest training")
 
 
 class AuditError(GanforgeError, ValueError):
@@ -404,7 +406,7 @@ def audit_generator(generated: str | os.PathLike | ImageSource, data: str | os.P
     result = AuditResult(*judge(test, feature, pixel), _notes(test, setup, n_split), test, feature, pixel, setup,
                          pictured)
     if out is not None:
-        from ganforge.metrics.audit_report import write_report  # the report imports this module
+        from ganforge.metrics.audit_report import write_report
 
         write_report(result, out)
     return result

@@ -134,6 +134,7 @@ def _folder_source(path: Path) -> ImageSource:
 
 def _sampler(generator: torch.nn.Module, z_dim: int, classes: int, device) -> Callable:
     from ganforge.data.reader import to_uint8_images
+    from ganforge.models.sampling import synthesize
 
     @torch.no_grad()
     def batches(count: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
@@ -142,7 +143,7 @@ def _sampler(generator: torch.nn.Module, z_dim: int, classes: int, device) -> Ca
             n = min(batch_size, count - start)
             z = torch.randn(n, z_dim, generator=rng).to(device)
             labels = (torch.arange(start, start + n) % classes).to(device) if classes else None
-            yield to_uint8_images(generator(z, labels))
+            yield to_uint8_images(synthesize(generator, z, labels, batch_size=batch_size))
 
     return batches
 

@@ -52,8 +52,8 @@ class DiscriminatorAugment:
     def after_step(self, batch_size: int, all_reduce) -> dict[str, torch.Tensor]:
         if self.controller is None:
             return {}
-        update = self.controller.step(batch_size, all_reduce=all_reduce)
-        return {} if update is None else {k: torch.as_tensor(float(v)) for k, v in update.items()}
+        self.controller.step(batch_size, all_reduce=all_reduce)
+        return {}  # p goes into each tick's log line (`tick_values`); r_t is already there, from Dmain
 
     def tick_values(self) -> dict[str, float]:
         return {} if self.pipe is None else {"ada_p": float(self.pipe.p)}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.models import create_models
+from ganforge.models.stylegan2 import mix_styles
 from ganforge.train.recipes.augmenting import DiscriminatorAugment
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe, lazy_interval
 from ganforge.train.recipes.classic import d_stats, r1_penalty
@@ -79,15 +80,16 @@ class StyleGAN2Recipe(Recipe):
     # --- the generator, as training runs it -------------------------------------------------------
 
     def _styles(self, z: torch.Tensor, labels) -> torch.Tensor:
-        """(B, num_ws, w_dim): w for z, with the layers after a random cutoff from a second latent when mixing."""
+        """(B, num_ws, w_dim): w for z, with the layers after a random cutoff from a second latent when mixing.
+        The draws stay on the device (no sync): an unmixed batch gets the cutoff num_ws."""
         G = self.G
         ws = G.mapping(z, labels, update_w_avg_beta=W_AVG_BETA)
         if self.config.style_mixing > 0 and G.num_ws > 1:
-            draw = torch.rand((), device=z.device, generator=self.rng)
-            cutoff = int(torch.randint(1, G.num_ws, (), device=z.device, generator=self.rng))
-            if float(draw) < self.config.style_mixing:
-                z2 = torch.randn(z.shape, device=z.device, generator=self.rng)
-                ws = torch.cat([ws[:, :cutoff], G.mapping(z2, labels, update_w_avg_beta=None)[:, cutoff:]], dim=1)
+            cutoff = torch.randint(1, G.num_ws, (), device=z.device, generator=self.rng)
+            mixing = torch.rand((), device=z.device, generator=self.rng) < self.config.style_mixing
+            cutoff = torch.where(mixing, cutoff, torch.full_like(cutoff, G.num_ws))
+            z2 = torch.randn(z.shape, device=z.device, generator=self.rng)
+            ws = mix_styles(ws, G.mapping(z2, labels), cutoff)
         return ws
 
     def _generate(self, z: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
