@@ -144,15 +144,15 @@ def process_chunk(task: Task) -> int:
             if isinstance(payload, np.ndarray):
                 array = payload[k]
                 record["sha256"] = hashlib.sha256(array.tobytes()).hexdigest()
-                result, gray = fit_image(Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array), opts)
+                result, gray, side = fit_image(Image.fromarray(array[:, :, 0] if array.shape[-1] == 1 else array), opts)
             else:
                 decode.check_file_size(f.size, opts)
                 data = payload[k] if payload is not None else _read(reader, f)
                 if data is None:
                     raise Skip("unreadable", "the archive ended before this file could be read")
                 record["sha256"] = hashlib.sha256(data).hexdigest()
-                result, gray = decode_image(data, opts)
-            record.update(row=len(pixels), gray=gray)
+                result, gray, side = decode_image(data, opts)
+            record.update(row=len(pixels), gray=gray, side=side)
             pixels.append(result)
         except Skip as skip:
             record.update(reason=skip.reason, detail=skip.detail)

@@ -61,8 +61,9 @@ def check_file_size(size: int, opts: DecodeOptions) -> None:
                                           f"{opts.max_pixels:,} pixels needs ({limit:,} bytes)")
 
 
-def decode_image(data: bytes, opts: DecodeOptions) -> tuple[np.ndarray, bool]:
-    """Decode `data` to `(pixels, is_gray)`; pixels are uint8 (R, R, 3), or (R, R, 4) with alpha kept.
+def decode_image(data: bytes, opts: DecodeOptions) -> tuple[np.ndarray, bool, int]:
+    """Decode `data` to `(pixels, is_gray, side)`; pixels are uint8 (R, R, 3), or (R, R, 4) with alpha kept;
+    `side` is the decoded image's shorter side before resizing (to warn when most images are upsampled).
 
     Raises `Skip` with a reason for anything that is not a usable image.
     """
@@ -104,24 +105,25 @@ def decode_image(data: bytes, opts: DecodeOptions) -> tuple[np.ndarray, bool]:
     return _to_array(img, opts)
 
 
-def fit_image(img: Image.Image, opts: DecodeOptions) -> tuple[np.ndarray, bool]:
+def fit_image(img: Image.Image, opts: DecodeOptions) -> tuple[np.ndarray, bool, int]:
     """Bring an already-decoded image (any mode, any size) to the target; used for array datasets."""
     return _to_array(img, opts)
 
 
-def _to_array(img: Image.Image, opts: DecodeOptions) -> tuple[np.ndarray, bool]:
+def _to_array(img: Image.Image, opts: DecodeOptions) -> tuple[np.ndarray, bool, int]:
+    side = min(img.size)
     img = _normalise_mode(img, opts)
     img = _resize(img, opts)
     pixels = np.asarray(img)
     if pixels.ndim == 2:  # grey stays grey until here: resizing one channel is 3x cheaper
-        return np.repeat(pixels[:, :, None], 3, axis=2), True
+        return np.repeat(pixels[:, :, None], 3, axis=2), True, side
     colour = pixels[:, :, :3]
     is_gray = bool(
         (colour[:, :, 0] == colour[:, :, 1]).all() and (colour[:, :, 1] == colour[:, :, 2]).all()
     )
     if pixels.shape[2] == 4 and is_gray:
         is_gray = False  # a grey picture with alpha still needs its alpha channel
-    return np.ascontiguousarray(pixels), is_gray
+    return np.ascontiguousarray(pixels), is_gray, side
 
 
 def _normalise_mode(img: Image.Image, opts: DecodeOptions) -> Image.Image:
