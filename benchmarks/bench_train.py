@@ -145,12 +145,12 @@ def endless(loader):
 
 
 class TextbookLoop:
-    def __init__(self, root: Path, seed: int = 0):
+    def __init__(self, root: Path, seed: int = 0, resolution: int = 64):
         torch.manual_seed(seed)
-        loader = torch.utils.data.DataLoader(JpegFolder(root), batch_size=BATCH, shuffle=True,
+        loader = torch.utils.data.DataLoader(JpegFolder(root, resolution), batch_size=BATCH, shuffle=True,
                                              num_workers=2, drop_last=True)
         self.batches = endless(loader)
-        _, self.G, self.D = create_models("dcgan", resolution=64, channels=3)
+        _, self.G, self.D = create_models("dcgan", resolution=resolution, channels=3)
         self.opt_g = torch.optim.Adam(self.G.parameters(), 2e-4, betas=(0.5, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), 2e-4, betas=(0.5, 0.999))
         self.bce = nn.BCEWithLogitsLoss()

@@ -250,7 +250,7 @@ def test_walks_refuse_what_they_cannot_draw(plain):
         with pytest.raises(GeneratorError, match="frame rate"):
             explore.interpolate(plain, [1, 2], fps=fps)
     with pytest.raises(GeneratorError, match="truncation"):
-        explore.interpolate(plain, [1, 2], truncation=0)
+        explore.interpolate(plain, [1, 2], truncation=-0.5)
 
 
 def test_broods_refuse_what_they_cannot_breed(plain):

@@ -54,7 +54,7 @@ def test_classes_by_name_index_and_errors(exported):
     with pytest.raises(GeneratorError, match="out of range"):
         gen.label_index(10)
     with pytest.raises(GeneratorError, match="truncation"):
-        gen.sample([0], truncation=0)
+        gen.sample([0], truncation=-0.5)
     z = gen.latents([5])
     half = gen.synthesize(z, torch.tensor([1]), truncation=0.5)
     assert torch.equal(half, gen.synthesize(z * 0.5, torch.tensor([1])))
@@ -223,7 +223,7 @@ def one_line_error(capsys) -> str:
 @pytest.mark.parametrize("args, says", [
     (["--count", "0"], "at least 1 image"), (["--count", "-3"], "at least 1 image"),
     (["--seeds", "5-1"], "write 1-5"), (["--seeds=-5"], "negative"), (["--seeds", "1,,2"], "empty item"),
-    (["--seeds", "1", "--count", "3"], "not both"), (["--truncation", "0"], "truncation"),
+    (["--seeds", "1", "--count", "3"], "not both"), (["--truncation", "-1"], "truncation"),
     (["--truncation", "5"], "truncation"), (["--truncation", "nan"], "truncation"),
     (["--class", "cat"], "Unknown class"), (["--class", "10"], "out of range"), (["--device", "gpu"], "not a device"), (["--device", "meta"], "cpu, cuda"),
     (["--device", "cuda"], "no CUDA GPU" if not torch.cuda.is_available() else None),

@@ -26,6 +26,7 @@ import yaml
 from ganforge.data.format import PreparedDataset
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, TrainConfig, _apply, _nest, build_config
+from ganforge.train.defaults import choose_defaults, fill_heuristics
 from ganforge.files import is_disk_full
 from ganforge.metrics.monitor import HealthMonitor
 from ganforge.train.loop import Trainer, TrainingError, check_config, device_kind
@@ -50,7 +51,18 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     if data is None:
         raise ConfigError("Give a prepared dataset to train on (ganforge train DATASET), or --resume RUN.")
     dataset = PreparedDataset(data)
+    overrides = dict(overrides or {})
+    explained = []
+    if preset is None:  # chosen from the dataset, by measurement (see train/defaults.py)
+        choice = choose_defaults(dataset.kind, len(dataset), dataset.resolution if dataset.kind == "images" else None)
+        preset, explained = choice.preset, [choice.why]
+        overrides = {**choice.overrides, **overrides}  # what the user gave wins
     config = build_config(str(Path(data).resolve()), preset, overrides, kind=dataset.kind)
+    heuristic = fill_heuristics(config, preset, overrides, dataset.resolution if dataset.kind == "images" else None)
+    explained += [heuristic] if heuristic else []
+    if progress and explained:
+        print("Settings: " + "; ".join(explained) + ". Any key=value on the command line overrides them.",
+              file=sys.stderr)
     if dry_run:
         check_config(config, dataset)  # what a real run would refuse, a dry run refuses too
         return TrainResult(None, config, "dry-run")

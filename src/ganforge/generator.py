@@ -225,8 +225,9 @@ def generator_folder(path: str | os.PathLike) -> Path:
 
 
 def check_truncation(truncation: float) -> float:
-    if not isinstance(truncation, numbers.Real) or not 0 < truncation <= 2:  # NaN fails the comparison too
-        raise GeneratorError(f"truncation={truncation}: use a value in (0, 2]; 1 means none, 0.7 is typical.")
+    if not isinstance(truncation, numbers.Real) or not 0 <= truncation <= 2:  # NaN fails the comparison too
+        raise GeneratorError(f"truncation={truncation}: use a value in [0, 2]; 1 means none, 0.7 is typical, 0 gives "
+                             "the one average image.")
     return truncation
 
 

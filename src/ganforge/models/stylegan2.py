@@ -407,6 +407,8 @@ def mix_styles(ws_a: torch.Tensor, ws_b: torch.Tensor, cutoff: int | torch.Tenso
 
 
 class StyleGAN2Generator(nn.Module):
+    components = ("mapping", "synthesis")  # the named parts an export lists (see export.components_of)
+
     def __init__(self, config: StyleGAN2Config):
         super().__init__()
         self.config = config

@@ -25,14 +25,10 @@ from ganforge.models.stylegan2 import mix_styles
 from ganforge.train.recipes.augmenting import DiscriminatorAugment
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe, lazy_interval
 from ganforge.train.recipes.classic import d_stats, r1_penalty
+from ganforge.train.defaults import paper_r1_gamma  # noqa: F401  (re-exported)
 from ganforge.train.recipes.fields import RecipeError, model_fields
 
 W_AVG_BETA = 0.995
-
-
-def paper_r1_gamma(resolution: int, batch_size: int) -> float:
-    """The R1 weight heuristic of Karras et al. 2020 (appendix): 0.0002 · resolution² / batch size."""
-    return 0.0002 * resolution**2 / batch_size
 
 
 class StyleGAN2Recipe(Recipe):

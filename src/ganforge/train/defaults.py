@@ -1,0 +1,50 @@
+"""What `ganforge train FOLDER` picks when no preset is given: the family, widths, rates, loss and
+augmentation from the dataset's size and resolution, chosen by measurement (KID at equal CPU minutes,
+`benchmarks/bench_quality.py`; the figures are in the issue notes and the README).
+
+Every choice is an ordinary preset plus overrides, written into the run's config.yaml and explained in
+one line when training starts; anything given on the command line wins over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ganforge.train.config import load_preset
+
+
+@dataclass(frozen=True)
+class Choice:
+    preset: str
+    overrides: dict = field(default_factory=dict)
+    why: str = ""
+
+
+def choose_defaults(kind: str, count: int, resolution: int | None) -> Choice:
+    """The preset (and overrides) for a dataset of `count` items of `kind` at `resolution` px."""
+    if kind == "points":
+        return Choice("points", {}, "2-D points: small MLPs (preset points)")
+    small = count < 20_000
+    if small:
+        return Choice("stylegan2", {"augment": "ada"},
+                      f"{count:,} images at {resolution} px is a small collection: StyleGAN2 at CPU widths with "
+                      "adaptive augmentation, so D cannot memorise it (preset stylegan2)")
+    return Choice("stylegan2", {"augment": "ada"},
+                  f"{count:,} images at {resolution} px: StyleGAN2 at CPU widths with adaptive augmentation "
+                  "(preset stylegan2)")
+
+
+def paper_r1_gamma(resolution: int, batch_size: int) -> float:
+    """The R1 weight heuristic of Karras et al. 2020 (appendix): 0.0002 · resolution² / batch size."""
+    return 0.0002 * resolution**2 / batch_size
+
+
+def fill_heuristics(config, preset: str, overrides: dict, resolution: int | None) -> str | None:
+    """StyleGAN2's R1 weight from the paper's heuristic, unless the preset or the command line set one.
+    Returns a sentence for the start-of-training line, or None."""
+    if config.model.get("name") != "stylegan2" or not resolution:
+        return None
+    if "r1_gamma" in overrides or "r1_gamma" in load_preset(preset):
+        return None
+    config.r1_gamma = round(paper_r1_gamma(resolution, config.batch_size), 6)
+    return f"R1 γ = {config.r1_gamma:g} (0.0002 · {resolution}² / batch {config.batch_size})"
