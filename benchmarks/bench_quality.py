@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import tarfile
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "out"
 CIFAR_SRC = OUT / "cifar10-jpeg-src" / "cifar10_jpeg" / "train"
+os.environ.setdefault("GANFORGE_INCEPTION", str(SHARED / "inception" / "fid-inception-v3-pool3.pt"))
 
 CANDIDATES = {
     "dcgan": ("dcgan", {}),  # the default before this benchmark: DCGAN-64 widths, no augmentation
@@ -42,6 +44,9 @@ CANDIDATES = {
     "dcgan-diffaugment": ("dcgan-small", {}),  # narrower DCGAN with DiffAugment translation,cutout
     "dcgan-small-ada": ("dcgan-small", {"augment": "ada"}),
     "stylegan2-paper-widths": ("stylegan2-paper", {}),
+    # SNGAN's recipe on the DCGAN networks: hinge loss, spectral norm in D, TTUR rates (Heusel et al. 2017)
+    "dcgan-hinge-sn-ttur": ("dcgan", {"loss": "hinge", "model.spectral_norm": True, "lr_g": 1e-4, "lr_d": 4e-4,
+                                      "beta1": 0.0, "beta2": 0.9}),
 }
 
 
@@ -88,13 +93,11 @@ def train(candidate: str, data: Path, minutes: float, runs: Path, seed: int) -> 
 
 
 def score(generated, data: Path, count: int) -> dict:
+    """FID of `count` samples against every real image, KID of `count` samples against `count` real ones."""
     from ganforge.metrics.evaluate import calculate_metrics
 
-    kid = calculate_metrics(generated, data, fid=False, kid=True, count=count, reference_count=count, which="last",
-                            log=False, progress=False)
-    fid = calculate_metrics(generated, data, fid=True, kid=False, count=count, reference_count=50_000, which="last",
-                            log=False, progress=False)
-    return {**{k: v for k, v in kid.items() if k.startswith("kid")}, **{k: v for k, v in fid.items() if k.startswith("fid")}}
+    return calculate_metrics(generated, data, fid=True, kid=True, count=count, reference_count=50_000, which="last",
+                             log=False, progress=False)
 
 
 def audit(run: Path, data: Path, count: int) -> str:
@@ -150,6 +153,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000, help="samples for FID, KID and the audit")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-audit", action="store_true")
+    parser.add_argument("--audit", nargs="*", help="audit only these candidates (the audit takes minutes each)")
+    parser.add_argument("--reuse", action="store_true", help="score runs this benchmark trained before, with the same "
+                        "candidate, minutes and seed, instead of training them again")
     args = parser.parse_args()
     from ganforge.train.rundir import read_log
 
@@ -169,11 +175,19 @@ def main() -> None:
             results[candidate] = {"images": made["images"], **score(folder, data, args.count)}
             print(json.dumps({candidate: results[candidate]}), flush=True)
             continue
-        run = train(candidate, data, args.minutes, runs_dir, args.seed)
+        done = runs_dir / "candidates.json"
+        trained = json.loads(done.read_text()) if done.exists() else {}
+        key = f"{candidate}@{args.minutes:g}min-seed{args.seed}"
+        if args.reuse and key in trained:
+            run = runs_dir / trained[key]
+            print(f"{candidate}: reusing {run.name}", flush=True)
+        else:
+            run = train(candidate, data, args.minutes, runs_dir, args.seed)
+            done.write_text(json.dumps({**trained, key: run.name}, indent=1))
         runs[candidate] = run
         log = [r for r in read_log(run) if "images_seen" in r]
         results[candidate] = {"run": run.name, "images": log[-1]["images_seen"] if log else 0, **score(run, data, args.count)}
-        if not args.no_audit:
+        if not args.no_audit and (args.audit is None or candidate in args.audit):
             results[candidate]["audit"] = audit(run, data, args.count)
         print(json.dumps({candidate: results[candidate]}), flush=True)
     if any(r for r in runs.values()):

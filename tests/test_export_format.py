@@ -79,3 +79,17 @@ def test_stylegan2_export_round_trips_bit_exact_and_truncates_to_the_mean(styleg
         expected = gen.module.synthesis(w_avg).float()
     assert torch.allclose(mean, expected.expand_as(mean), atol=1e-6)
     assert not torch.allclose(gen.synthesize(z, labels, truncation=1.0), mean, atol=1e-3)
+
+
+def test_truncation_cutoff_from_the_command_line(stylegan2_run, tmp_path):
+    from ganforge.cli import main
+
+    folder = export_generator(stylegan2_run, tmp_path / "sg2")
+    gen = Generator.from_pretrained(folder, device="cpu")
+    assert main(["sample", str(folder), "--count", "2", "--truncation", "0", "--truncation-cutoff", "2",
+                 "--out", str(tmp_path / "cut"), "-q", "--device", "cpu"]) == 0
+    z, labels = gen.latents([0, 1]), gen.labels_for(2, seeds=[0, 1])
+    cut = gen.synthesize(z, labels, truncation=0.0, cutoff=2)
+    assert not torch.allclose(cut, gen.synthesize(z, labels, truncation=0.0), atol=1e-4)  # fine layers kept
+    assert main(["sample", str(folder), "--count", "1", "--truncation-cutoff", "99", "--out", str(tmp_path / "x"),
+                 "-q", "--device", "cpu"]) == 2

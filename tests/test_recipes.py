@@ -183,6 +183,16 @@ def test_path_length_penalty_with_a_stub_generator(digits):
 LAYERS = Path(__file__).parent.parent / "src" / "ganforge"
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node that can run: all of them but the bodies of `if TYPE_CHECKING:` (names for type hints)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *runtime_nodes(child)])
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def import_graph() -> dict[str, set[str]]:
     """Every import in the package (module-level and inside functions), between modules."""
     modules = {}
@@ -191,7 +201,7 @@ def import_graph() -> dict[str, set[str]]:
         modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             targets = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
@@ -289,6 +299,7 @@ def test_resume_keeps_augmentation_strength_path_length_and_data_order(digits, t
     a, b = networks_of(straight), networks_of(stopped)
     assert a["images_seen"] == b["images_seen"] == 96
     assert a["recipe"]["ada"]["p"] != 0.5  # p moved, one way or the other, and was resumed where it was
+    assert (straight / "augmentation.png").stat().st_size > 1000  # the p and r_t plot
     assert_same_state(a, b)
     if "pl_mean" in a["recipe"]:
         assert float(a["recipe"]["pl_mean"]) > 0
@@ -309,3 +320,16 @@ def test_resume_with_periodic_kid_equals_an_uninterrupted_run(digits, tmp_path):
     a, b, c = networks_of(straight), networks_of(stopped), networks_of(plain)
     assert_same_state(a, b)
     assert_same_state(a, c)  # evaluating at all changes nothing in training
+
+
+def test_defaults_are_chosen_from_the_data_explained_and_overridable(digits, capsys):
+    from ganforge.api import train_gan
+
+    chosen = train_gan(digits, dry_run=True, progress=True).config
+    assert chosen.preset == "stylegan2" and chosen.model["name"] == "stylegan2" and chosen.augment == "ada"
+    assert chosen.r1_gamma == pytest.approx(paper_r1_gamma(16, chosen.batch_size))  # the paper's heuristic
+    said = capsys.readouterr().err
+    assert "small collection" in said and "R1" in said
+    mine = train_gan(digits, overrides={"augment": "", "r1_gamma": 0.5}, dry_run=True, progress=False).config
+    assert mine.augment == "" and mine.r1_gamma == 0.5  # the command line wins
+    assert train_gan(digits, preset="dcgan", dry_run=True, progress=False).config.model["name"] == "dcgan"

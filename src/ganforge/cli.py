@@ -259,6 +259,8 @@ def _add_sample(commands) -> None:
     p.add_argument("--seeds", help="seeds and ranges, e.g. 1,7,42 or 0-99 (default: 0 to count-1)")
     p.add_argument("--count", type=int, help="images when no --seeds (default: 16)")
     p.add_argument("--truncation", type=float, default=1.0, help="below 1: more typical, less varied (default: %(default)s)")
+    p.add_argument("--truncation-cutoff", type=int, metavar="N",
+                   help="StyleGAN2: truncate only the first N style layers (the coarse ones: pose, shape)")
     p.add_argument("--class", dest="label", help="class name or index, for class-conditional generators")
     p.add_argument("--out", default="samples", help="folder for the images (default: %(default)s)")
     p.add_argument("--grid", action="store_true", help="also write grid.png with the first 256 of them")
@@ -280,7 +282,7 @@ def _run_sample(args) -> int:
     gen = Generator.from_pretrained(args.generator, device=args.device)
     if (stale := stale_export(args.generator)) is not None:
         print(stale, file=sys.stderr)
-    written = write_samples(gen, seeds, args.out, truncation=args.truncation, label=args.label,
+    written = write_samples(gen, seeds, args.out, truncation=args.truncation, label=args.label, cutoff=args.truncation_cutoff,
                             files=not args.grid_only, with_grid=args.grid or args.grid_only,
                             batch_size=args.batch_size, progress=not args.quiet, overwrite=args.overwrite)
     print(written.summary())

@@ -137,21 +137,34 @@ class Generator:
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
 
     def generate(self, seeds: Iterable[int], *, truncation: float = 1.0, label: int | str | None = None,
-                 batch_size: int = 64) -> Iterator[tuple[int, int | None, Image.Image]]:
+                 batch_size: int = 64, cutoff: int | None = None) -> Iterator[tuple[int, int | None, Image.Image]]:
         """(seed, class or None, image) for each seed, made a batch at a time as they are taken, so memory
         stays flat whatever the number of seeds. The arguments are checked now, before the first image."""
         self.require_images("sample")
         check_truncation(truncation)
         check_batch_size(batch_size)
         index = self.label_index(label)
-        return self._generate(iter(seeds), truncation, index, batch_size)
+        self.check_cutoff(cutoff)
+        return self._generate(iter(seeds), truncation, index, batch_size, cutoff)
+
+    def check_cutoff(self, cutoff: int | None) -> None:
+        """A layer cutoff for truncation: only style-based generators have layers to cut at."""
+        if cutoff is None:
+            return
+        layers = getattr(self.module, "num_ws", None)
+        if layers is None:
+            raise GeneratorError(f"--truncation-cutoff needs a style-based generator (StyleGAN2); "
+                                 f"{self.config.get('architecture')} truncates its whole latent.")
+        if isinstance(cutoff, bool) or not isinstance(cutoff, int) or not 1 <= cutoff <= layers:
+            raise GeneratorError(f"truncation cutoff {cutoff!r}: use a layer number from 1 to {layers} (the first layers "
+                                 "hold the coarse styles: pose, shape; the last the fine ones: texture, colour).")
 
     def _generate(self, seeds: Iterator[int], truncation: float, index: int | None,
-                  batch_size: int) -> Iterator[tuple[int, int | None, Image.Image]]:
+                  batch_size: int, cutoff: int | None = None) -> Iterator[tuple[int, int | None, Image.Image]]:
         while batch := [check_seed(s) for s in itertools.islice(seeds, batch_size)]:
             labels = None if self.num_classes == 0 else torch.tensor(
                 [index if index is not None else s % self.num_classes for s in batch], dtype=torch.long)
-            images = self.to_images(self.synthesize(self.latents(batch), labels, truncation, batch_size))
+            images = self.to_images(self.synthesize(self.latents(batch), labels, truncation, batch_size, cutoff))
             yield from zip(batch, [None] * len(batch) if labels is None else labels.tolist(), images)
 
     def sample(self, seeds: Sequence[int] | None = None, *, count: int | None = None, truncation: float = 1.0,
@@ -366,7 +379,7 @@ class Written:
 def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, *, truncation: float = 1.0,
                   label: int | str | None = None, files: bool = True, with_grid: bool = False,
                   grid_max: int = GRID_MAX, batch_size: int = 64, progress: bool = True,
-                  overwrite: bool = False) -> Written:
+                  overwrite: bool = False, cutoff: int | None = None) -> Written:
     """seedNNNNNN.png for each seed (with `files`), and grid.png of the first `grid_max` (with `with_grid`).
 
     Images are generated and written a batch at a time, so memory stays flat in the number of seeds;
@@ -382,7 +395,7 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
         raise GeneratorError(f"grid_max={grid_max}: a grid shows at least 1 image.")
     asked = len(seeds)
     wanted = seeds if files else itertools.islice(seeds, grid_max)
-    images = gen.generate(wanted, truncation=truncation, label=label, batch_size=batch_size)  # checks them
+    images = gen.generate(wanted, truncation=truncation, label=label, batch_size=batch_size, cutoff=cutoff)  # checks them
     folder = check_output_folder(out)
     if not overwrite and folder.is_dir():
         taken = _seeds_written_over(folder, seeds) if files else []
@@ -392,7 +405,8 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
             overwrite_error(folder, taken[0], len(taken) - 1)
     folder = output_folder(out)
     result, shown = Written(folder, 0, asked), []
-    meta = {"truncation": truncation, "generator": str(gen.path), "software": "ganforge"}
+    meta = {"truncation": truncation, "generator": str(gen.path), "software": "ganforge",
+            **({"truncation_cutoff": cutoff} if cutoff is not None else {})}
     total = asked if files else min(asked, grid_max)
     grid_size = min(asked, grid_max) if with_grid else 0
     with tqdm(total=total, unit="img", desc="Sampling", disable=not progress, delay=1, dynamic_ncols=True) as bar:

@@ -37,7 +37,7 @@ from ganforge.train.config import TrainConfig, dump_yaml
 from ganforge.train.distributed import Distributed
 from ganforge.train.ema import GeneratorEMA
 from ganforge.train.recipes import RecipeError, create_recipe, model_fields
-from ganforge.train.rundir import RunLog, write_animation, write_loss_plot
+from ganforge.train.rundir import RunLog, write_animation, write_augment_plot, write_loss_plot
 
 DEFAULT_MINUTES = 60.0
 
@@ -263,6 +263,7 @@ class Trainer:
         if main:
             write_animation(self.run_dir)
             write_loss_plot(self.run_dir)
+            write_augment_plot(self.run_dir, self.config.ada_target)
         return reason
 
     def _on_signal(self, signum, frame) -> None:

@@ -235,3 +235,30 @@ def write_loss_plot(run_dir: Path) -> Path | None:
     save_image_atomic(figure, target)
     plt.close(figure)
     return target
+
+
+def write_augment_plot(run_dir: Path, target: float = 0.6) -> Path | None:
+    """augmentation.png: ADA's strength p and D's overfitting heuristic r_t over training (when ADA ran)."""
+    records = [r for r in read_log(run_dir) if "ada_p" in r]
+    if not records:
+        return None
+    from matplotlib.figure import Figure
+
+    kimg = [r["images_seen"] / 1000 for r in records]
+    figure = Figure(figsize=(8, 4.5), dpi=100)
+    p_axis, r_axis = figure.subplots(2, 1, sharex=True)
+    p_axis.plot(kimg, [r["ada_p"] for r in records], color="tab:purple")
+    p_axis.set_ylabel("augmentation p")
+    p_axis.set_title(f"{run_dir.name}: adaptive augmentation")
+    r_axis.plot(kimg, [r.get("r_t", float("nan")) for r in records], color="tab:orange", label="r_t = E[sign D(real)]")
+    if target:
+        r_axis.axhline(target, color="k", linestyle="--", linewidth=1, label=f"target {target:g}")
+    r_axis.set_ylim(-1.05, 1.05)
+    r_axis.set_xlabel("thousands of images shown (kimg)")
+    r_axis.legend(loc="lower right")
+    for axis in (p_axis, r_axis):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    target_path = run_dir / "augmentation.png"
+    save_image_atomic(figure, target_path)
+    return target_path
