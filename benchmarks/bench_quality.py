@@ -43,6 +43,7 @@ CANDIDATES = {
     "stylegan2-noaug": ("stylegan2", {"augment": ""}),
     "dcgan-diffaugment": ("dcgan-small", {}),  # narrower DCGAN with DiffAugment translation,cutout
     "dcgan-small-ada": ("dcgan-small", {"augment": "ada"}),
+    "dcgan-small-noaug": ("dcgan-small", {"augment": ""}),
     "stylegan2-paper-widths": ("stylegan2-paper", {}),
     # SNGAN's recipe on the DCGAN networks: hinge loss, spectral norm in D, TTUR rates (Heusel et al. 2017)
     "dcgan-hinge-sn-ttur": ("dcgan", {"loss": "hinge", "model.spectral_norm": True, "lr_g": 1e-4, "lr_d": 4e-4,

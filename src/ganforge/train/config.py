@@ -64,7 +64,7 @@ class TrainConfig:
     ada_target: float = 0.6  # ADA raises p while E[sign(D(real))] is above this; 0 = keep p fixed at ada_p
     ada_p: float = 0.0  # ADA's starting (or, with ada_target=0, fixed) augmentation probability
     ada_interval: int = 4  # steps between adjustments of p
-    ada_kimg: float = 500.0  # p can go from 0 to 1 in this many thousand images
+    ada_kimg: float = 100.0  # p can go from 0 to 1 in this many thousand images (the paper's 500 suits GPU-length runs)
     ada_spec: str = "bgc"  # which ADA transforms: b(lit), g(eometric), c(olour) groups
     style_mixing: float = 0.9  # stylegan2: share of batches whose later layers take w from a second latent
     pl_weight: float = 2.0  # stylegan2: path-length regularisation weight; 0 = off
