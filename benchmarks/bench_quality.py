@@ -2,8 +2,8 @@
 
 Each candidate trains from scratch with `train_gan` for --minutes of wall clock on one prepared
 dataset (one after another, in this process, on this machine), then:
-- FID of --count samples of the last checkpoint's EMA generator against every real image (the full
-  reference), and KID of --count samples against --count real images (ganforge's protocol);
+- FID of --count samples of the last checkpoint's EMA generator against --reference real images, and
+  KID of --count samples against --count real images (ganforge's protocol);
 - the memorisation verdict of `ganforge audit` (--count samples);
 - for ADA runs, the augmentation strength p and r_t over training, plotted to OUT/ada-<set>.png.
 `textbook` is the PyTorch-example DCGAN loop of bench_train.py (JPEG decoding in a DataLoader,
@@ -93,11 +93,11 @@ def train(candidate: str, data: Path, minutes: float, runs: Path, seed: int) -> 
     return result.run_dir
 
 
-def score(generated, data: Path, count: int) -> dict:
-    """FID of `count` samples against every real image, KID of `count` samples against `count` real ones."""
+def score(generated, data: Path, count: int, reference: int) -> dict:
+    """FID of `count` samples against `reference` real images, KID of `count` samples against `count` real ones."""
     from ganforge.metrics.evaluate import calculate_metrics
 
-    return calculate_metrics(generated, data, fid=True, kid=True, count=count, reference_count=50_000, which="last",
+    return calculate_metrics(generated, data, fid=True, kid=True, count=count, reference_count=reference, which="last",
                              log=False, progress=False)
 
 
@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--candidates", nargs="+", default=["dcgan", "auto"], choices=[*CANDIDATES, "textbook"])
     parser.add_argument("--count", type=int, default=1000, help="samples for FID, KID and the audit")
+    parser.add_argument("--reference", type=int, default=1000,
+                        help="real images for FID (default 1,000: FID1k; twemoji1k has 994, so all of them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-audit", action="store_true")
     parser.add_argument("--audit", nargs="*", help="audit only these candidates (the audit takes minutes each)")
@@ -173,7 +175,7 @@ def main() -> None:
             folder.mkdir(parents=True, exist_ok=True)
             for i, pixels in enumerate(made["samples"]):
                 Image.fromarray(pixels).save(folder / f"{i:05d}.png")
-            results[candidate] = {"images": made["images"], **score(folder, data, args.count)}
+            results[candidate] = {"images": made["images"], **score(folder, data, args.count, args.reference)}
             print(json.dumps({candidate: results[candidate]}), flush=True)
             continue
         done = runs_dir / "candidates.json"
@@ -187,7 +189,7 @@ def main() -> None:
             done.write_text(json.dumps({**trained, key: run.name}, indent=1))
         runs[candidate] = run
         log = [r for r in read_log(run) if "images_seen" in r]
-        results[candidate] = {"run": run.name, "images": log[-1]["images_seen"] if log else 0, **score(run, data, args.count)}
+        results[candidate] = {"run": run.name, "images": log[-1]["images_seen"] if log else 0, **score(run, data, args.count, args.reference)}
         if not args.no_audit and (args.audit is None or candidate in args.audit):
             results[candidate]["audit"] = audit(run, data, args.count)
         print(json.dumps({candidate: results[candidate]}), flush=True)

@@ -326,8 +326,7 @@ class Trainer:
                 if phase.draws or data is None:
                     data = next(self.reader)
                     self.images_seen += self.config.batch_size
-                real, labels = data
-                batch = self.recipe.make_batch(phase, real, labels if self.conditional else None, self._latents())
+                batch = self.recipe.make_batch(phase, data, self._latents())
                 with self._autocast(enabled=not phase.fp32):  # penalties in fp32
                     loss, stats = self.recipe.loss(phase, batch)
                 if self.step in self.inject_nan_at_steps:

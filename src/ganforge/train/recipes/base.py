@@ -85,9 +85,11 @@ class Recipe:
     def phases(self) -> list[Phase]:
         raise NotImplementedError
 
-    def make_batch(self, phase: Phase, real: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor) -> Batch:
-        """The batch a phase gets from the reader's last draw and the latents the loop drew for it."""
-        return Batch(real, labels, z)
+    def make_batch(self, phase: Phase, data: tuple, z: torch.Tensor) -> Batch:
+        """The batch a phase gets from the reader's last draw (as the reader yields it: images and labels
+        here; a paired reader's two images for image-to-image recipes) and the latents the loop drew."""
+        real, labels = data
+        return Batch(real, labels if self.num_classes > 0 else None, z)
 
     def loss(self, phase: Phase, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
