@@ -26,7 +26,8 @@ def choose_defaults(kind: str, count: int, resolution: int | None, device: str =
 
     Measured on a 2-core CPU, 1,000 emoji at 64 px, 5 minutes each (KID, lower is better): DCGAN at the
     paper's widths 0.290 (17 kimg), StyleGAN2 at CPU widths with ADA 0.377 (11 kimg) and without 0.431,
-    the narrow DCGAN with ADA far ahead at 55 kimg (bench_quality.py; figures in the issue note). On a
+    the narrow DCGAN with ADA 0.231 (55 kimg); at 10 minutes 0.190 against DCGAN-64's 0.234
+    (bench_quality.py; figures in the issue note). On a
     CPU the image rate decides; on a GPU StyleGAN2 shows enough images to be worth its cost.
     """
     if kind == "points":
