@@ -37,6 +37,10 @@ def choose_defaults(kind: str, count: int, resolution: int | None, device: str =
         return Choice("stylegan2-paper", {"augment": "ada"},
                       f"{count:,} images at {resolution} px, {collection}, on a GPU: StyleGAN2 at the paper's widths "
                       "with adaptive augmentation (preset stylegan2-paper)")
+    if count >= 20_000:  # CIFAR-10 at 32 px, 5 minutes: FID1k 207 / KID 0.187 without augmentation, 231 / 0.218 with ADA
+        return Choice("dcgan-small", {"augment": ""},
+                      f"{count:,} images at {resolution} px, {collection}, on a CPU: a narrow DCGAN (the most images per "
+                      "minute), no augmentation: D cannot memorise this many (preset dcgan-small, augment=none)")
     return Choice("dcgan-small", {"augment": "ada"},
                   f"{count:,} images at {resolution} px, {collection}, on a CPU: a narrow DCGAN (the most images per "
                   "minute) with adaptive augmentation so D cannot memorise the set (preset dcgan-small, augment=ada)")
