@@ -1,21 +1,17 @@
 """The memorisation audit's report: audit.md, audit.json, closest-pairs.png and distances.png.
 
-It takes the `AuditResult` of `metrics.audit`, which imports this module: this one imports that type
-for type checkers only.
+It takes the `AuditResult` of `metrics.audit`, which imports this module; this one does not import it
+back (the functions below take that result without naming its type).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ganforge.metrics.audit_rules import COPYING_Z, MIN_CELL_GENERATED, NEAR_PERCENTILE, PAIR_ROWS, UNDERFITTING_Z
-
-if TYPE_CHECKING:
-    from ganforge.metrics.audit import AuditResult
 
 
 def closest_pairs_picture(pairs: dict[str, tuple[np.ndarray, np.ndarray]]):
@@ -26,7 +22,7 @@ def closest_pairs_picture(pairs: dict[str, tuple[np.ndarray, np.ndarray]]):
     return labelled_rows(rows, list(PAIR_ROWS), columns=len(rows[0]))
 
 
-def distances_picture(result: AuditResult, path: Path) -> None:
+def distances_picture(result, path: Path) -> None:
     # no pyplot: no global state, no display needed
     from matplotlib.figure import Figure
 
@@ -41,7 +37,7 @@ def distances_picture(result: AuditResult, path: Path) -> None:
     figure.savefig(path, dpi=100)
 
 
-def write_report(result: AuditResult, out: str | os.PathLike) -> dict[str, str]:
+def write_report(result, out: str | os.PathLike) -> dict[str, str]:
     """audit.md, audit.json, closest-pairs.png and distances.png in `out`; returns their paths."""
     from ganforge.files import write_json_atomic, write_text_atomic
 
@@ -55,7 +51,7 @@ def write_report(result: AuditResult, out: str | os.PathLike) -> dict[str, str]:
     return result.files
 
 
-def _markdown(result: AuditResult) -> str:
+def _markdown(result) -> str:
     s, f, p = result.setup, result.feature.to_dict(), result.pixel.to_dict()
     c_t = "not computed" if result.c_t is None else f"{result.c_t:.2f}"
     k = len(result.pairs["feature"][0])

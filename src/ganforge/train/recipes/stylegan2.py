@@ -20,18 +20,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ganforge.models import create_models
 from ganforge.models.stylegan2 import mix_styles
-from ganforge.train.recipes.augmenting import DiscriminatorAugment
-from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe, lazy_interval
-from ganforge.train.recipes.classic import d_stats, r1_penalty
+from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, lazy_interval
+from ganforge.train.recipes.classic import ClassicRecipe, d_stats
 from ganforge.train.defaults import paper_r1_gamma  # noqa: F401  (re-exported)
-from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.fields import RecipeError
 
 W_AVG_BETA = 0.995
 
 
-class StyleGAN2Recipe(Recipe):
+class StyleGAN2Recipe(ClassicRecipe):
+    """The classic recipe's networks, Dmain/Dreg phases, R1 and augmentation state, with StyleGAN2's
+    generator phases (style mixing, path length) on top."""
+
     name = "stylegan2"
 
     def __init__(self, config, dataset, device, rng):
@@ -41,21 +42,8 @@ class StyleGAN2Recipe(Recipe):
         if config.loss != "nonsaturating":
             raise RecipeError(f"The stylegan2 recipe trains with the non-saturating loss of the paper, not "
                               f"loss={config.loss}; leave loss out, or use model.name=dcgan for other losses.")
-        fields = model_fields(config, dataset)
-        self.model_name = fields.pop("name")
-        self.model_config, G, D = create_models(self.model_name, **fields)
-        self.networks = {"G": G, "D": D}
-        self.augment = DiscriminatorAugment(config, device, rng)
+        super().__init__(config, dataset, device, rng)
         self.pl_mean = torch.zeros((), device=device)
-        self._fakes: torch.Tensor | None = None
-
-    @property
-    def G(self):
-        return self.networks["G"]
-
-    @property
-    def D(self):
-        return self.networks["D"]
 
     def optimizer_groups(self):
         c = self.config
@@ -64,13 +52,9 @@ class StyleGAN2Recipe(Recipe):
                 "D": OptimizerGroup(("D",), c.lr_d, betas, lazy_interval(c.r1_gamma, c.r1_every))}
 
     def phases(self):
-        c = self.config
-        phases = [Phase("Dmain", "D", draws=True, repeats=c.d_steps, graph=("G",) if c.reuse_fakes else ())]
-        if c.r1_gamma > 0:
-            phases.append(Phase("Dreg", "D", c.r1_every, fp32=True))
-        phases.append(Phase("Gmain", "G", grad_norm="grad_G"))
-        if c.pl_weight > 0:
-            phases.append(Phase("Greg", "G", c.pl_every, fp32=True))
+        phases = super().phases()  # Dmain, Dreg, Gmain
+        if self.config.pl_weight > 0:
+            phases.append(Phase("Greg", "G", self.config.pl_every, fp32=True))
         return phases
 
     # --- the generator, as training runs it -------------------------------------------------------
@@ -98,16 +82,9 @@ class StyleGAN2Recipe(Recipe):
     # --- the phases -------------------------------------------------------------------------------
 
     def loss(self, phase: Phase, batch: Batch):
-        if phase.name == "Dmain":
-            return self._d_main(batch)
-        if phase.name == "Dreg":
-            penalty = r1_penalty(self.D, self.augment, batch.real, batch.labels)
-            return penalty * (self.config.r1_gamma / 2) * phase.interval, {"R1": penalty.detach()}
-        if phase.name == "Gmain":
-            return self._g_main(batch)
         if phase.name == "Greg":
             return self._path_length(batch, phase.interval)
-        raise ValueError(f"the stylegan2 recipe has no phase {phase.name!r}")
+        return super().loss(phase, batch)  # Dmain and Gmain below, Dreg (R1) as the classic recipe
 
     def _d_main(self, batch: Batch):
         if self.config.reuse_fakes:
@@ -144,16 +121,13 @@ class StyleGAN2Recipe(Recipe):
 
     # --- state ------------------------------------------------------------------------------------
 
-    def after_step(self, step, images_seen, all_reduce):
-        return self.augment.after_step(self.config.batch_size, all_reduce)
-
     def tick_values(self):
-        return {**self.augment.tick_values(), "pl_mean": float(self.pl_mean)}
+        return {**super().tick_values(), "pl_mean": float(self.pl_mean)}
 
     def state_dict(self):
-        return {**self.augment.state_dict(), "pl_mean": self.pl_mean.detach().cpu().clone()}
+        return {**super().state_dict(), "pl_mean": self.pl_mean.detach().cpu().clone()}
 
     def load_state_dict(self, state):
-        self.augment.load_state_dict(state)
+        super().load_state_dict(state)
         if "pl_mean" in state:
             self.pl_mean.copy_(state["pl_mean"].to(self.pl_mean.device))
