@@ -141,6 +141,12 @@ def _add_prepare(commands) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes to use (default: every core)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier preparation made with other settings")
     p.add_argument("--mirror", help="folder holding local copies of dataset files (default: $GANFORGE_MIRROR)")
+    p.add_argument("--attributes", metavar="FILE",
+                   help="a CSV (header: file, then one column per attribute) or JSON ({file: {attribute: value}}) "
+                        "of attributes per image, numbers or categories, for attribute-conditional training and "
+                        "`ganforge edit --attribute`; a file is named by its path relative to SRC or by its base "
+                        "name when that is unique (for a dataset name: its six-digit index, 000000). Name a column "
+                        "hair:categorical to read numbers as categories")
     p.add_argument("--count", type=int, default=100_000, help="point sets: how many points (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="point sets: sampling seed (default: %(default)s)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -152,7 +158,8 @@ def _run_prepare(args) -> int:
 
     options = dict(resolution=args.resolution, crop=args.crop, labels=args.labels, channels=args.channels,
                    background=args.background, min_size=args.min_size, workers=args.workers,
-                   overwrite=args.overwrite, mirror=args.mirror, count=args.count, seed=args.seed)
+                   overwrite=args.overwrite, mirror=args.mirror, count=args.count, seed=args.seed,
+                   attributes=args.attributes)
     if args.max_pixels is not None:
         options["max_pixels"] = args.max_pixels
     result = prepare_dataset(args.src, args.out, progress=not args.quiet, **options)

@@ -5,6 +5,8 @@ A prepared dataset is a folder (documented in docs/prepared-format.md):
     manifest.json          written last: its presence means the folder is complete
     images.npy             uint8 (N, H, W, C), C in {1, 3, 4}; read memory-mapped, never all in RAM
     labels.npy             int64 (N,), only for labelled datasets; class names are in the manifest
+    attributes.npy         float32 (N, A), only with `prepare --attributes`: raw continuous values and
+                           categorical value indices; names, kinds and statistics are in the manifest
     points.npy             float32 (N, 2), instead of images.npy for point datasets
     prepare-report.json    every source file, included (source, index, label) or skipped (source, reason)
 """
@@ -12,6 +14,7 @@ A prepared dataset is a folder (documented in docs/prepared-format.md):
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ FORMAT_NAME = "ganforge.prepared"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REPORT = "prepare-report.json"
+ATTRIBUTE_KINDS = ("continuous", "categorical")
 
 
 class DatasetError(GanforgeError):
@@ -54,6 +58,15 @@ class PreparedDataset:
         self.labels = load_array(labels_file) if labels_file.exists() or self.class_names else None
         if self.labels is not None:
             self._check_labels(labels_file, count)
+        # a few floats per image: read whole, so a batch's gather never touches the disk
+        self.attribute_specs: list[dict] | None = self.manifest.get("attributes")
+        self.attributes = None
+        if self.attribute_specs is not None:
+            self.attributes = load_array(self.path / "attributes.npy")  # (N, A)
+            problem = attribute_values_problem(self.attributes, self.attribute_specs, count)
+            if problem:
+                raise DatasetError(f"{self.path / 'attributes.npy'} does not match the manifest ({problem}): "
+                                   "the folder was changed after preparation, prepare it again.")
 
     def _check_shape(self, array: np.ndarray, name: str, expected: tuple[int, ...], dtype) -> None:
         if array.dtype != dtype or tuple(array.shape) != expected:
@@ -137,6 +150,39 @@ def _manifest_problem(manifest: dict) -> str | None:
     classes = manifest.get("classes")
     if classes is not None and not (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
         return "classes is not a list of names"
+    if "attributes" in manifest:
+        return attribute_specs_problem(manifest["attributes"])
+    return None
+
+
+def attribute_specs_problem(specs) -> str | None:
+    """What is wrong with a manifest's "attributes" list, or None."""
+    if not isinstance(specs, list) or not specs:
+        return "attributes is not a list"
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or spec.get("kind") not in ATTRIBUTE_KINDS:
+            return "an attribute has no name or kind"
+        if spec["kind"] == "continuous":
+            mean, std = spec.get("mean"), spec.get("std")
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (mean, std)) or std <= 0:
+                return f"attribute {spec['name']} has no valid mean and std"
+        elif not (isinstance(spec.get("values"), list) and len(spec["values"]) >= 2
+                  and all(isinstance(v, str) for v in spec["values"])):
+            return f"attribute {spec['name']} has no list of values"
+    return None
+
+
+def attribute_values_problem(values: np.ndarray, specs: list[dict], count: int) -> str | None:
+    """What is wrong with attributes.npy given the manifest, or None."""
+    if values.dtype != np.float32 or values.shape != (count, len(specs)):
+        return f"it has shape {values.shape} ({values.dtype}), not ({count}, {len(specs)}) float32"
+    if not np.isfinite(values).all():
+        return "it holds NaN or infinite values"
+    for a, spec in enumerate(specs):
+        if spec["kind"] == "categorical" and count:
+            column = values[:, a]
+            if (column != np.round(column)).any() or column.min() < 0 or column.max() >= len(spec["values"]):
+                return f"{spec['name']} holds codes outside its {len(spec['values'])} values"
     return None
 
 

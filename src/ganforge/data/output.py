@@ -17,7 +17,7 @@ from ganforge.errors import GanforgeError
 from ganforge.files import TMP_SUFFIX, DiskFullError, disk_full_message, existing_parent, is_disk_full, remove_stale_tmp
 
 PARTIAL = ".partial"
-OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "points.npy", "contact-sheet.png")
+OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "attributes.npy", "points.npy", "contact-sheet.png")
 OUTPUTS = (*OUTPUT_FILES, PARTIAL)
 
 

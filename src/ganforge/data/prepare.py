@@ -24,6 +24,7 @@ from PIL import ImageColor
 from tqdm import tqdm
 
 from ganforge import __version__
+from ganforge.data.attributes import finish, match_files, read_attribute_file
 from ganforge.data.chunks import chunk_done, chunk_size, collect_records, run_chunks, settle_channels, write_images
 from ganforge.data.decode import CROP_MODES, DEFAULT_MAX_PIXELS, DecodeOptions
 from ganforge.data.format import (
@@ -69,6 +70,7 @@ class PrepareOptions:
     count: int = 100_000  # point datasets: how many points
     seed: int = 0  # point datasets: sampling seed
     mirror: str | None = None  # named datasets: a local mirror folder (else $GANFORGE_MIRROR)
+    attributes: str | None = None  # a CSV or JSON of file -> attributes (see data/attributes.py)
 
     def validate(self, kind: str) -> None:
         if self.crop not in CROP_MODES:
@@ -80,6 +82,8 @@ class PrepareOptions:
         self.background_rgb()
         _check_whole("--workers", self.workers, 0, "0 (one per core) or more processes")
         if kind == "points":
+            if self.attributes is not None:
+                raise PrepareError("--attributes is for images; a point set has no files to describe.")
             _check_whole("--count", self.count, 1, "at least 1 point")
             _check_whole("--seed", self.seed, 0, "0 or more")
             return
@@ -167,8 +171,11 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
     out = Path(out).expanduser()
     _refuse_wrong_source(str(src))  # before the options: a wrong source is the first thing to fix
     opts.validate(_kind_of(str(src)))  # before resolving: a named dataset may take minutes to load
+    table = read_attribute_file(opts.attributes) if opts.attributes is not None else None  # before a long scan
     source = _resolve_source(str(src), out, opts)
     settings = {"source": source.identity, **opts.output_settings(source.kind)}
+    if table is not None:
+        settings["attributes"] = table.settings  # only when given: earlier preparations stay reusable
     previous = previous_manifest(out)
     check_writable(out)  # before the scan, which may take minutes on a large archive
     digest = None
@@ -178,6 +185,8 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
         files, skipped = source.scan()
         files, skipped, class_of = _assign_classes(source, files, skipped, opts)
         digest = _digest(files)
+        # every file found counts as known, so a row for a file skipped as corrupt is no error
+        attributes = None if table is None else (table, match_files(table, [f.name for f in files] + [s.source for s in skipped]))
     if reuse_or_clear(out, previous, settings, digest, opts.overwrite):
         damage = _damage(out)
         if damage is None:
@@ -191,7 +200,7 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
     try:
         if source.kind == "points":
             return _prepare_points(source, out, opts, settings)
-        return _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress)
+        return _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress, attributes)
     except PermissionError as exc:  # e.g. the folder was made read-only while preparing
         raise PrepareError(unwritable_message(out, Path(exc.filename or out).parent, exc)) from None
 
@@ -295,11 +304,12 @@ def _check_not_nested(src: Path, out: Path) -> None:
 INTERRUPTED = "Interrupted. The finished part is kept: run the same command again to finish."
 
 
-def _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress) -> PrepareResult:
+def _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress, attributes) -> PrepareResult:
     resolution = int(opts.resolution)
     work = out / PARTIAL
     size = chunk_size(len(files), resolution)
-    plan = {"settings": settings, "chunk_size": size, "files": digest}
+    # the decoded chunks do not depend on the attributes: a corrected attribute file reuses them
+    plan = {"settings": {k: v for k, v in settings.items() if k != "attributes"}, "chunk_size": size, "files": digest}
     if _read_plan(work) != plan:
         remove_leftovers(out, (PARTIAL,))  # the source or the settings changed since: the chunks are stale
     make_folder(work, out)
@@ -312,7 +322,7 @@ def _prepare_images(source, out, files, skipped, class_of, digest, opts, setting
     )
     try:
         _decode_chunks(source, chunks, work, decode_opts, opts.workers, progress)
-        return _merge(source, out, chunks, skipped, class_of, digest, opts, settings)
+        return _merge(source, out, chunks, skipped, class_of, digest, opts, settings, attributes)
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr, flush=True)
         raise
@@ -341,8 +351,8 @@ def _decode_chunks(source, chunks, work, decode_opts, workers, progress) -> None
         run_chunks(source, chunks, todo, decode_opts, work, workers, bar.update)
 
 
-def _merge(source, out, chunks, skipped, class_of, digest, opts, settings) -> PrepareResult:
-    """Chunks to images.npy, labels, the report and, last, the manifest."""
+def _merge(source, out, chunks, skipped, class_of, digest, opts, settings, attributes) -> PrepareResult:
+    """Chunks to images.npy, labels, attributes, the report and, last, the manifest."""
     work = out / PARTIAL
     resolution = int(opts.resolution)
     included, dropped, keep = collect_records(work, len(chunks))
@@ -355,10 +365,14 @@ def _merge(source, out, chunks, skipped, class_of, digest, opts, settings) -> Pr
         raise PrepareError(f"No usable image found in {settings['source'].split(':', 1)[1]} "
                            f"({reasons or 'the source is empty'}). Every file and its reason: {out / REPORT}")
     classes, labels = _labels(source, included, class_of)
+    # looked up by each included image's name: skipped and duplicate files leave no gap
+    values, specs = finish(*attributes, [r["source"] for r in included]) if attributes else (None, None)
     channels = settle_channels(opts.channels, included)
     write_images(work, keep, out / "images.npy", resolution, channels)
     if labels is not None:
         save_npy_atomic(out / "labels.npy", labels)
+    if values is not None:
+        save_npy_atomic(out / "attributes.npy", values)
     report = {
         "source": settings["source"],
         "included": [{"source": r["source"], "index": n, "label": None if labels is None else int(labels[n]),
@@ -374,6 +388,8 @@ def _merge(source, out, chunks, skipped, class_of, digest, opts, settings) -> Pr
         "settings": settings, "files_digest": digest, "files_found": len(included) + len(skipped),
         "skipped_by_reason": by_reason, "source_sha256": [r["sha256"] for r in included],
     }
+    if specs is not None:
+        manifest["attributes"] = specs
     write_json_atomic(out / MANIFEST, manifest)  # last: the dataset is complete from here on
     shutil.rmtree(work)
     warning = upsampling_warning([r.get("side") for r in included], resolution)

@@ -22,7 +22,9 @@ class BatchSizeError(GanforgeError, ValueError):
 class BatchReader:
     """Endless random batches: `images` float (B, C, H, W) in [-1, 1] and `labels` long (B,) or None.
 
-    For point datasets `images` is float (B, 2) instead.
+    For point datasets `images` is float (B, 2) instead. A dataset prepared with attributes adds a third
+    item, `attributes` float (B, A): each image's raw values (categorical ones as value indices), in the
+    order of `dataset.attribute_specs`.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class BatchReader:
         self.position = 0  # items of the current epoch's permutation already handed out (all ranks)
         self._order = self._permutation(0)
         self._data = self.dataset.points if self.dataset.kind == "points" else self.dataset.images
+        self._attributes = None if self.dataset.attributes is None else torch.from_numpy(self.dataset.attributes)
 
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
@@ -62,7 +65,7 @@ class BatchReader:
     def __iter__(self):
         return self
 
-    def __next__(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def __next__(self) -> tuple:
         global_batch = self.batch_size * self.world_size
         if self.position + global_batch > len(self._order):  # drop the ragged end of an epoch
             self.epoch += 1
@@ -87,6 +90,8 @@ class BatchReader:
         images = torch.from_numpy(batch).to(self.device, non_blocking=True)
         # (B, H, W, C) -> (B, C, H, W); scaling on the device is cheaper than on the host for a GPU
         images = images.permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
+        if self._attributes is not None:
+            return images.contiguous(), labels, self._attributes[torch.from_numpy(index)].to(self.device)  # (B, A)
         return images.contiguous(), labels
 
     def state_dict(self) -> dict:
