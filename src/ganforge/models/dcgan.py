@@ -13,6 +13,11 @@ Class conditioning (num_classes > 0):
   head giving class logits (Odena et al. 2017). D still takes labels, only to keep one calling
   convention for every conditional model; it checks but does not use them.
 
+Attribute conditioning (`attributes`, a list of the dataset's attributes; empty = off): G and D take raw
+values (B, A) as `attributes=` and encode them from the config (standardised, one-hot). G's batch norms
+are followed by a per-channel gain and bias linear in the attributes; D adds the projection term
+<W a, sum-pooled 4x4 features>. It combines with either class conditioning.
+
 Width: `g_width` / `d_width` is the channel count of the 32x32 feature map, i.e. the widest layer
 of a 64-px model, and doubles each time the map halves, capped at `max_width`. With the defaults a
 64-px model is exactly the paper's 64-128-256-512 network.
@@ -28,15 +33,21 @@ import torch
 from torch import nn
 
 from ganforge.models.layers import (
+    AttributeAffine,
+    AttributeEncoder,
+    AttributeProjection,
+    AttributeSpec,
     ConditionalBatchNorm2d,
     ModelConfigError,
     ProjectionHead,
     add_spectral_norm,
+    check_attributes,
     check_bool,
     check_conditioning,
     check_int,
     check_labels,
     init_dcgan_weights,
+    refuse_attributes,
 )
 
 NAME = "dcgan"
@@ -53,8 +64,10 @@ class DCGANConfig:
     g_width: int = 64  # G channels at the 32x32 map, doubling as the map halves
     d_width: int = 64  # D channels at the 32x32 map, doubling as the map halves
     max_width: int = 512  # cap on any layer's channel count
+    attributes: tuple[AttributeSpec, ...] = ()  # attributes to condition on (from the dataset); () = none
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "attributes", check_attributes(NAME, self.attributes))  # dicts from JSON too
         self.validate()
 
     def validate(self) -> None:
@@ -117,6 +130,10 @@ class DCGANGenerator(nn.Module):
             self.ups.append(nn.ConvTranspose2d(width(side), width(side * 2), 4, 2, 1, bias=False))
         self.norms = nn.ModuleList(self._norm(width(side)) for side in sides)
         self.to_image = nn.ConvTranspose2d(width(sides[-1]), config.channels, 4, 2, 1)
+        if config.attributes:
+            self.encode_attributes = AttributeEncoder(config.attributes)
+            self.attribute_affines = nn.ModuleList(AttributeAffine(self.encode_attributes.width, width(side))
+                                                   for side in sides)
         init_dcgan_weights(self)
 
     def _norm(self, channels: int) -> nn.Module:
@@ -127,19 +144,29 @@ class DCGANGenerator(nn.Module):
     def _normalise(self, norm: nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return norm(x, labels) if self.cbn else norm(x)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                attributes: torch.Tensor | None = None) -> torch.Tensor:
+        """`attributes`: raw values (B, A) in the config's order; None: each at the data's average."""
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ModelConfigError(
                 f"{NAME} generator: z must have shape (B, {self.z_dim}), got {tuple(z.shape)}."
             )
         check_labels(f"{NAME} generator", labels, z.shape[0], self.config.num_classes)
+        encoded = None
+        if self.config.attributes:
+            encoded = self.encode_attributes(attributes, z.shape[0], f"{NAME} generator")  # (B, width)
+        else:
+            refuse_attributes(f"{NAME} generator", attributes)
         if self.acgan:
             z = torch.cat([z, self.class_embed(labels)], dim=1)  # (B, 2 * z_dim)
         x = self.stem(z.reshape(z.shape[0], z.shape[1], 1, 1))  # (B, C4, 4, 4)
-        # in place: batch norm's backward needs its input, never its output
-        x = torch.relu_(self._normalise(self.norms[0], x, labels))
-        for up, norm in zip(self.ups, self.norms[1:]):
-            x = torch.relu_(self._normalise(norm, up(x), labels))  # (B, C, 2H, 2W)
+        layers = [None, *self.ups]
+        for i, (up, norm) in enumerate(zip(layers, self.norms)):
+            x = self._normalise(norm, x if up is None else up(x), labels)  # (B, C, H, W), doubling after the stem
+            if encoded is not None:
+                x = self.attribute_affines[i](x, encoded)
+            # in place: batch norm's backward needs its input, never its output
+            x = torch.relu_(x)
         return torch.tanh(self.to_image(x))  # (B, channels, R, R) in [-1, 1]
 
 
@@ -169,12 +196,15 @@ class DCGANDiscriminator(nn.Module):
             self.project = ProjectionHead(config.num_classes, channels)
         if self.acgan:
             self.to_class_logits = nn.Conv2d(channels, config.num_classes, 4, 1, 0)
+        if config.attributes:
+            self.encode_attributes = AttributeEncoder(config.attributes)
+            self.project_attributes = AttributeProjection(self.encode_attributes.width, channels)
         init_dcgan_weights(self)
         if config.spectral_norm:
             add_spectral_norm(self)
 
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor | None = None
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, attributes: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg = self.config
         expected = (cfg.channels, cfg.resolution, cfg.resolution)
@@ -184,12 +214,19 @@ class DCGANDiscriminator(nn.Module):
                 f"got {tuple(x.shape)}."
             )
         check_labels(f"{NAME} discriminator", labels, x.shape[0], cfg.num_classes)
+        encoded = None
+        if cfg.attributes:
+            encoded = self.encode_attributes(attributes, x.shape[0], f"{NAME} discriminator")  # (B, width)
+        else:
+            refuse_attributes(f"{NAME} discriminator", attributes)
         h = self.features(x)  # (B, C4, 4, 4)
         # flatten, not view: h may be channels_last.
         logits = self.to_logit(h).flatten()  # (B,)
         class_logits = None
         if self.projection:
             logits = logits + self.project(h.sum(dim=(2, 3)), labels)  # (B,)
+        if encoded is not None:
+            logits = logits + self.project_attributes(h.sum(dim=(2, 3)), encoded)  # (B,)
         if self.acgan:
             class_logits = self.to_class_logits(h).flatten(1)  # (B, num_classes)
         return logits, class_logits

@@ -1,12 +1,17 @@
 """Pieces every architecture shares: the config error, config and input checks, class-conditional
-layers (conditional batch norm, the projection term), the spectral-norm helper and DCGAN weight init.
+layers (conditional batch norm, the projection term), attribute conditioning (the attributes' description,
+their encoding, an attribute-driven affine and projection), the spectral-norm helper and DCGAN weight init.
 
 Nothing here knows a particular architecture; `dcgan.py` and `mlp.py` build from these.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -136,6 +141,134 @@ class ProjectionHead(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return (self.embed(labels) * features).sum(dim=1)  # (B, F) . (B, F) -> (B,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attribute conditioning: models take raw values (B, A), e.g. thickness 2.5 or a categorical value's
+# index, and encode them themselves from their config, so an exported generator needs no dataset.
+
+ATTRIBUTE_KINDS = ("continuous", "categorical")
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One attribute a model is conditioned on, as the prepared dataset described it."""
+
+    name: str
+    kind: str  # "continuous": standardised by mean and std; "categorical": one-hot over `values`
+    mean: float = 0.0
+    std: float = 1.0
+    values: tuple[str, ...] = ()
+    low: float | None = None  # the range seen in training (continuous): what edits should stay near
+    high: float | None = None
+
+    @property
+    def width(self) -> int:
+        """Columns of the encoded vector: one for a continuous attribute, one per value otherwise."""
+        return 1 if self.kind == "continuous" else len(self.values)
+
+
+def check_attributes(model: str, attributes: object) -> tuple[AttributeSpec, ...]:
+    """The config's `attributes` as AttributeSpecs (from specs, or dicts as read from config.json)."""
+    if not isinstance(attributes, (tuple, list)):
+        raise ModelConfigError(f"{model} config: attributes must be a list of attribute descriptions, "
+                               f"got {type(attributes).__name__}.")
+    specs, names = [], set()
+    for item in attributes:
+        if isinstance(item, dict):
+            try:
+                item = AttributeSpec(**{**item, "values": tuple(item.get("values") or ())})
+            except TypeError as exc:
+                raise ModelConfigError(f"{model} config: an attribute description has unknown fields ({exc}).") from None
+        if not isinstance(item, AttributeSpec) or not isinstance(item.name, str) or not item.name:
+            raise ModelConfigError(f"{model} config: each attribute needs a name and a kind, got {item!r}.")
+        if item.kind not in ATTRIBUTE_KINDS:
+            raise ModelConfigError(f"{model} config: attribute {item.name} has kind {item.kind!r}, not "
+                                   f"{' or '.join(ATTRIBUTE_KINDS)}.")
+        if item.name in names:
+            raise ModelConfigError(f"{model} config: two attributes are named {item.name!r}.")
+        if item.kind == "continuous" and not (_finite(item.mean) and _finite(item.std) and item.std > 0):
+            raise ModelConfigError(f"{model} config: attribute {item.name} needs a finite mean and a positive std.")
+        if item.kind == "categorical" and (len(item.values) < 2 or not all(isinstance(v, str) for v in item.values)):
+            raise ModelConfigError(f"{model} config: attribute {item.name} needs a list of at least two values.")
+        names.add(item.name)
+        specs.append(item)
+    return tuple(specs)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def attribute_width(specs: tuple[AttributeSpec, ...]) -> int:
+    return sum(spec.width for spec in specs)
+
+
+class AttributeEncoder(nn.Module):
+    """Raw attributes (B, A) -> the vector models see (B, width): standardised continuous values, one-hot
+    categories. Left out (None), every attribute is at the data's average: continuous ones at their mean,
+    categorical ones an even mix of their values. No parameters: the statistics come from the config."""
+
+    def __init__(self, specs: tuple[AttributeSpec, ...]):
+        super().__init__()
+        self.specs = specs
+        self.width = attribute_width(specs)
+        mean = [s.mean for s in specs]
+        std = [s.std if s.kind == "continuous" else 1.0 for s in specs]
+        average = [v for s in specs for v in ([0.0] if s.kind == "continuous" else [1.0 / len(s.values)] * len(s.values))]
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)  # (A,)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)  # (A,)
+        self.register_buffer("average", torch.tensor(average, dtype=torch.float32), persistent=False)  # (width,)
+
+    def forward(self, attributes: torch.Tensor | None, batch: int, who: str) -> torch.Tensor:
+        if attributes is None:
+            return self.average.unsqueeze(0).expand(batch, -1)  # (B, width)
+        if tuple(attributes.shape) != (batch, len(self.specs)) or not attributes.dtype.is_floating_point:
+            raise ModelConfigError(
+                f"{who}: attributes must be a float tensor of shape ({batch}, {len(self.specs)}) "
+                f"({', '.join(s.name for s in self.specs)}), got {tuple(attributes.shape)} {attributes.dtype}.")
+        x = attributes.float()
+        parts = []
+        for a, spec in enumerate(self.specs):
+            if spec.kind == "continuous":
+                parts.append(((x[:, a] - self.mean[a]) / self.std[a]).unsqueeze(1))  # (B, 1)
+            else:
+                parts.append(F.one_hot(x[:, a].round().long(), len(spec.values)).float())  # (B, K)
+        return torch.cat(parts, dim=1)  # (B, width)
+
+
+def refuse_attributes(who: str, attributes: torch.Tensor | None) -> None:
+    if attributes is not None:
+        raise ModelConfigError(f"{who} is not conditioned on attributes (its config lists none) but was given "
+                               "some; leave them out, or train on a dataset prepared with --attributes.")
+
+
+class AttributeAffine(nn.Module):
+    """A gain and bias per channel computed from the encoded attributes: `x * (1 + g(a)) + b(a)`, applied
+    after a generator's batch norm so every resolution sees the attributes (conditional batch norm with a
+    linear map in place of the class table)."""
+
+    def __init__(self, width: int, channels: int):
+        super().__init__()
+        self.gain = nn.Linear(width, channels, bias=False)
+        self.bias = nn.Linear(width, channels, bias=False)
+
+    def forward(self, x: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2)
+        gain = self.gain(encoded.to(x.dtype)).reshape(shape)  # (B, C, 1, 1)
+        return x * (1 + gain) + self.bias(encoded.to(x.dtype)).reshape(shape)
+
+
+class AttributeProjection(nn.Module):
+    """The attributes' term of a projection discriminator: <W a, phi(x)>, linear in the encoded attributes
+    (for one-hot categories it is Miyato & Koyama's class embedding)."""
+
+    def __init__(self, width: int, features: int):
+        super().__init__()
+        self.embed = nn.Linear(width, features, bias=False)
+
+    def forward(self, features: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+        return (self.embed(encoded.to(features.dtype)) * features).sum(dim=1)  # (B,)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ low-pass filter; a 1x1 skip; sum times sqrt(0.5)) down to 4x4 -> minibatch stdde
 
 Class conditioning (num_classes > 0), as StyleGAN2-ADA: G embeds the label and concatenates it to z
 in the mapping network (cStyleGAN2); D maps the label to `cmap` and outputs <out, cmap> / sqrt(dim).
+Attribute conditioning (`attributes`; empty = off): G and D take raw values (B, A) as `attributes=`,
+encoded from the config (standardised, one-hot); G embeds them linearly into the mapping network's input
+beside z and the label (not normalised: the embedding's length carries a continuous value); D adds the
+projection term <W a, fc features> / sqrt(dim).
 
 Every weight uses the equalised learning rate: stored N(0, 1) / lr_mul, scaled at run time by
 lr_mul / sqrt(fan_in), so Adam's step in the effective weight is lr * lr_mul. Everything is pure
@@ -27,7 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.models.layers import ModelConfigError, check_int, check_labels
+from ganforge.models.layers import (
+    AttributeEncoder,
+    AttributeSpec,
+    ModelConfigError,
+    check_attributes,
+    check_int,
+    check_labels,
+    refuse_attributes,
+)
 
 NAME = "stylegan2"
 NOISE_MODES = ("const", "random", "none")
@@ -49,8 +61,10 @@ class StyleGAN2Config:
     mbstd_group: int = 4  # minibatch stddev group size (capped by the batch)
     mbstd_channels: int = 1  # minibatch stddev feature maps (0 = no mbstd layer)
     conv_clamp: float | None = None  # clamp conv outputs to +-conv_clamp (None or 0 = off)
+    attributes: tuple[AttributeSpec, ...] = ()  # attributes to condition on (from the dataset); () = none
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "attributes", check_attributes(NAME, self.attributes))  # dicts from JSON too
         self.validate()
 
     def validate(self) -> None:
@@ -373,11 +387,16 @@ class MappingNetwork(nn.Module):
         if config.conditional:
             self.embed = EqualLinear(config.num_classes, config.w_dim)  # one-hot label -> w_dim
             in_features += config.w_dim
+        if config.attributes:
+            self.encode_attributes = AttributeEncoder(config.attributes)
+            self.embed_attributes = EqualLinear(self.encode_attributes.width, config.w_dim)  # encoded -> w_dim
+            in_features += config.w_dim
         self.net = mapping_mlp(in_features, config.w_dim, config.w_dim, config.mapping_layers, config.mapping_lr)
         self.register_buffer("w_avg", torch.zeros(config.w_dim))  # (w_dim,)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, update_w_avg_beta: float | None = None) -> torch.Tensor:
+                truncation_cutoff: int | None = None, update_w_avg_beta: float | None = None,
+                attributes: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.z_dim:
             raise ModelConfigError(f"{NAME} generator: z must have shape (B, {self.z_dim}), got {tuple(z.shape)}.")
         check_labels(f"{NAME} generator", labels, z.shape[0], self.config.num_classes)
@@ -385,6 +404,11 @@ class MappingNetwork(nn.Module):
         if self.config.conditional:
             y = normalize_2nd_moment(self.embed(one_hot(labels, self.config.num_classes, z)))  # (B, w_dim)
             x = torch.cat([x, y.to(x.dtype)], dim=1)  # (B, z_dim + w_dim)
+        if self.config.attributes:
+            encoded = self.encode_attributes(attributes, z.shape[0], f"{NAME} generator")  # (B, width)
+            x = torch.cat([x, self.embed_attributes(encoded.to(x.dtype))], dim=1)  # (B, ... + w_dim)
+        else:
+            refuse_attributes(f"{NAME} generator", attributes)
         w = self.net(x)  # (B, w_dim)
         if update_w_avg_beta is not None:
             self.w_avg.copy_(w.detach().mean(0).to(self.w_avg.dtype).lerp(self.w_avg, update_w_avg_beta))
@@ -423,8 +447,9 @@ class StyleGAN2Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, noise_mode: str = "const",
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        ws = self.mapping(z, labels, truncation_psi, truncation_cutoff)  # (B, num_ws, w_dim)
+                generator: torch.Generator | None = None, attributes: torch.Tensor | None = None) -> torch.Tensor:
+        """`attributes`: raw values (B, A) in the config's order; None: each at the data's average."""
+        ws = self.mapping(z, labels, truncation_psi, truncation_cutoff, attributes=attributes)  # (B, num_ws, w_dim)
         return self.synthesis(ws, noise_mode, generator)  # (B, channels, R, R)
 
 
@@ -478,8 +503,12 @@ class StyleGAN2Discriminator(nn.Module):
             # The label's projection target, mapped like G's styles (StyleGAN2-ADA's D mapping).
             self.embed = EqualLinear(config.num_classes, c4)
             self.cmap = mapping_mlp(c4, c4, c4, config.mapping_layers, config.mapping_lr)
+        if config.attributes:
+            self.encode_attributes = AttributeEncoder(config.attributes)
+            self.project_attributes = EqualLinear(self.encode_attributes.width, c4)  # encoded -> the fc features
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                attributes: torch.Tensor | None = None) -> tuple[torch.Tensor, None]:
         cfg = self.config
         expected = (cfg.channels, cfg.resolution, cfg.resolution)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
@@ -488,12 +517,22 @@ class StyleGAN2Discriminator(nn.Module):
                 f"got {tuple(x.shape)}."
             )
         check_labels(f"{NAME} discriminator", labels, x.shape[0], cfg.num_classes)
+        encoded = None
+        if cfg.attributes:
+            encoded = self.encode_attributes(attributes, x.shape[0], f"{NAME} discriminator")  # (B, width)
+        else:
+            refuse_attributes(f"{NAME} discriminator", attributes)
         h = self.blocks(self.fromrgb(x))  # (B, C4, 4, 4)
         if cfg.mbstd_channels:
             h = minibatch_stddev(h, cfg.mbstd_group, cfg.mbstd_channels)  # (B, C4 + F, 4, 4)
         h = self.fc(self.conv(h).flatten(1))  # flatten, not view: h may be channels_last. (B, C4)
         out = self.out(h)  # (B, 1) or (B, cmap_dim)
         if not cfg.conditional:
-            return out.flatten(), None  # (B,)
-        cmap = self.cmap(normalize_2nd_moment(self.embed(one_hot(labels, cfg.num_classes, out))))  # (B, cmap_dim)
-        return (out * cmap).sum(dim=1) / math.sqrt(self.cmap_dim), None  # (B,)
+            logits = out.flatten()  # (B,)
+        else:
+            cmap = self.cmap(normalize_2nd_moment(self.embed(one_hot(labels, cfg.num_classes, out))))  # (B, cmap_dim)
+            logits = (out * cmap).sum(dim=1) / math.sqrt(self.cmap_dim)  # (B,)
+        if encoded is not None:
+            amap = self.project_attributes(encoded.to(h.dtype))  # (B, C4)
+            logits = logits + (h * amap).sum(dim=1) / math.sqrt(h.shape[1])
+        return logits, None
