@@ -1,0 +1,962 @@
+"""Steering an exported generator: style mixing, semantic directions, edits and per-layer genes.
+
+    mix = style_mix(gen, rows=[1, 2, 3], cols=[10, 11, 12], layers="coarse", out="mix")   # style-mix.png
+    found = find_directions(gen)                  # PCA in w (StyleGAN2) or z (DCGAN family), saved with gen
+    steer = Steer(gen)                            # a slider's engine: one image in a few milliseconds
+    image = steer.image(7, {2: -1.5})             # seed 7, direction 2 at -1.5 standard deviations
+    strip = edit(gen, 7, direction=2, strengths=[-2, -1, 0, 1, 2], out="edit")           # strip.png + edit.gif
+    brood = breed_genes(gen, [3, 17], children=8, out="brood")   # coarse from one parent, fine from another
+    same = remake(gen, "brood/child-02.json")     # a child (or an edit) rebuilt exactly from its recipe
+
+The code of an image is what these tools move: for a style-based generator (StyleGAN2) its styles ws,
+one w per layer (num_ws, w_dim), so layers can come from different images; for the others its latent z
+(z_dim,). A *style file* is one numpy record with fields `ws` (float32, (num_ws, w_dim)), `label` (the
+class, -1 for none) and `noise` (the synthesis noise maps, flattened, after a projection; empty
+otherwise), readable with `np.load(path, allow_pickle=False)`. Seeds and z latent files (explore's)
+are accepted everywhere and mapped to styles on the way in.
+
+Layer groups follow StyleGAN's figure (two styles per resolution): coarse = 4-8 px (pose, shape),
+middle = 16-32 px (features), fine = 64 px and up (colour, texture); below 64 px, fine is the last
+resolution's layers.
+
+Directions (Härkönen et al. 2020, GANSpace): principal components of w over many samples, each with the
+standard deviation of w along it, so strength 1 is one typical step. A DCGAN-family generator has no
+w: PCA runs on an early feature map (8x8), and each component is carried back to z by linear
+regression, as GANSpace does for BigGAN; the z directions are then made orthonormal in order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganforge.data.reader import to_uint8_images
+from ganforge.explore import (
+    MAX_CHILDREN,
+    MAX_LATENTS,
+    MAX_MUTATION,
+    MAX_PROJECT_STEPS,
+    Brood,
+    LatentRef,
+    _as_tensor,
+    _class_of,
+    _latent,
+    _metadata,
+    _output,
+    load_latent,
+    save_gif,
+    save_latent,
+    target_image,
+)
+from ganforge.files import atomic_write, file_sha256, write_bytes_atomic, write_json_atomic
+from ganforge.generator import Generator, GeneratorError, check_seed, check_truncation, save_image, save_png
+from ganforge.models.sampling import truncates_in_w
+from ganforge.pictures import labelled_rows
+
+GROUPS = ("coarse", "middle", "fine")
+DIRECTIONS_JSON, DIRECTIONS_WEIGHTS, STRIPS = "directions.json", "directions.safetensors", "directions"
+MAX_DIRECTIONS = 64
+MAX_STRENGTH = 20.0  # in standard deviations; far past anything the generator has seen (about 3)
+MAX_STEPS = 240  # frames of one edit strip
+STRIP_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+W_SAMPLES, FEATURE_SAMPLES = 20_000, 3_000  # PCA samples: w is small; feature maps are large
+
+
+# --- layers ------------------------------------------------------------------------------------------
+
+
+def style_based(gen: Generator) -> bool:
+    return truncates_in_w(gen.module)
+
+
+def require_styles(gen: Generator, what: str) -> None:
+    if not style_based(gen):
+        raise GeneratorError(f"{what} needs a style-based generator (StyleGAN2, with one style per layer); "
+                             f"{gen.config.get('architecture')} has one latent for all its layers. Breed it with "
+                             "--mode blend or crossover instead, or train with --preset stylegan2.")
+
+
+def layer_groups(gen: Generator) -> dict[str, list[int]]:
+    """Style indices of each group: coarse 4-8 px, middle 16-32 px, fine the rest (two per resolution)."""
+    require_styles(gen, "Layer groups")
+    count, top = gen.module.num_ws, int(math.log2(gen.resolution))
+    level = [min(2 + i // 2, top) for i in range(count)]  # log2 of the resolution each style acts at
+    fine_from = 6 if top >= 6 else top
+    return {"coarse": [i for i in range(count) if level[i] <= 3],
+            "middle": [i for i in range(count) if 3 < level[i] < fine_from],
+            "fine": [i for i in range(count) if level[i] >= fine_from]}
+
+
+def describe_groups(gen: Generator) -> str:
+    groups = layer_groups(gen)
+    return ", ".join(f"{name} {_span(groups[name])}" for name in GROUPS if groups[name])
+
+
+def _span(layers: list[int]) -> str:
+    return f"{layers[0]}-{layers[-1]}" if len(layers) > 1 else str(layers[0])
+
+
+def parse_layers(gen: Generator, text: str | Sequence[int] | None) -> list[int]:
+    """'coarse', 'middle', 'fine', 'all', '0-3', '0,2,5-6' or 'coarse,fine' -> sorted style indices."""
+    require_styles(gen, "Choosing layers")
+    count = gen.module.num_ws
+    if text is None or (isinstance(text, str) and text.strip().lower() == "all"):
+        return list(range(count))
+    groups = layer_groups(gen)
+    hint = f"use coarse, middle, fine, all or layer numbers 0-{count - 1} (this generator: {describe_groups(gen)})"
+    parts = [str(p).strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
+    layers: set[int] = set()
+    for part in parts:
+        if part in groups:
+            if not groups[part]:
+                raise GeneratorError(f"Layers {text!r}: a {gen.resolution} px generator has no {part} layers; {hint}.")
+            layers.update(groups[part])
+            continue
+        ends = part.split("-")
+        if not (1 <= len(ends) <= 2 and all(e.isdigit() for e in ends)):
+            raise GeneratorError(f"Layers {text!r}: {part!r} is not a layer group or number; {hint}.")
+        low, high = int(ends[0]), int(ends[-1])
+        if low > high or high >= count:
+            raise GeneratorError(f"Layers {text!r}: {part!r} is out of range; {hint}.")
+        layers.update(range(low, high + 1))
+    if not layers:
+        raise GeneratorError(f"Layers {text!r}: none given; {hint}.")
+    return sorted(layers)
+
+
+# --- codes: styles or latents --------------------------------------------------------------------------
+
+
+@dataclass
+class Code:
+    """What an image is made from: styles (num_ws, w_dim) for StyleGAN2, else a latent z (z_dim,)."""
+
+    value: torch.Tensor
+    label: int | None
+    name: str
+    noise: list[torch.Tensor] | None = None  # a projection's own noise maps (StyleGAN2 only)
+
+
+def codes_of(gen: Generator, refs: Sequence[LatentRef | Code], *, label: int | str | None = None,
+             truncation: float = 1.0) -> list[Code]:
+    """Seeds, z latent files, style files (or codes) -> codes; styles for a style-based generator."""
+    check_truncation(truncation)
+    if not refs:
+        raise GeneratorError("No latents given: use seeds such as 3,17 or latent files such as child-02.npy.")
+    codes = []
+    for ref in refs:
+        if isinstance(ref, Code):
+            codes.append(ref)
+        elif isinstance(ref, (str, os.PathLike)) and not str(ref).strip().lstrip("-").isdigit() and _is_style_file(ref):
+            codes.append(load_styles(gen, ref))
+        else:
+            z, own, name = _latent(gen, ref)
+            index = _class_of(gen, label, own, name)
+            if style_based(gen):
+                codes.append(Code(_map(gen, z[None], index, truncation)[0], index, name))
+            else:
+                codes.append(Code(z * truncation if truncation != 1 else z, index, name))
+    return codes
+
+
+@torch.inference_mode()
+def _map(gen: Generator, z: torch.Tensor, label: int | None, truncation: float = 1.0) -> torch.Tensor:
+    """z (B, z_dim) -> styles (B, num_ws, w_dim) on the CPU."""
+    labels = None if label is None else torch.full((len(z),), label, dtype=torch.long, device=gen.device)
+    return gen.module.mapping(z.to(gen.device), labels, truncation_psi=truncation).float().cpu()
+
+
+def _noise_layers(gen: Generator) -> list[torch.nn.Module]:
+    return [m for m in gen.module.synthesis.modules() if isinstance(getattr(m, "noise_const", None), torch.Tensor)]
+
+
+@contextmanager
+def _noise(gen: Generator, maps: list[torch.Tensor] | None):
+    """Synthesis with these noise maps in place of the generator's fixed ones (restored after)."""
+    if maps is None:
+        yield
+        return
+    layers = _noise_layers(gen)
+    kept = [layer.noise_const for layer in layers]
+    try:
+        for layer, m in zip(layers, maps):
+            layer.noise_const = m.to(kept[0].device, kept[0].dtype)
+        yield
+    finally:
+        for layer, k in zip(layers, kept):
+            layer.noise_const = k
+
+
+@torch.inference_mode()
+def render(gen: Generator, values: torch.Tensor, labels: Sequence[int | None] | None = None,
+           noise: list[torch.Tensor] | None = None, batch_size: int = 64) -> torch.Tensor:
+    """Codes (B, num_ws, w_dim) or (B, z_dim) -> float (B, C, H, W) images in [-1, 1] on the CPU."""
+    gen.require_images("steering")
+    out = []
+    for start in range(0, len(values), batch_size):
+        v = values[start:start + batch_size].to(gen.device)
+        with _noise(gen, noise):
+            if style_based(gen):
+                x = gen.module.synthesis(v)
+            else:
+                chunk = None if labels is None or gen.num_classes == 0 else labels[start:start + batch_size]
+                ls = None if chunk is None else torch.tensor(chunk, dtype=torch.long, device=gen.device)
+                x = gen.module(v, ls)
+        out.append(x.float().cpu())
+    return torch.cat(out)
+
+
+def render_codes(gen: Generator, codes: Sequence[Code]) -> torch.Tensor:
+    """Images of codes; those with their own noise maps are drawn one at a time."""
+    if not any(c.noise is not None for c in codes):
+        return render(gen, torch.stack([c.value for c in codes]), [c.label for c in codes])
+    return torch.cat([render(gen, c.value[None], [c.label], c.noise) for c in codes])
+
+
+def save_styles(path: str | os.PathLike, code: Code) -> Path:
+    """One record: `ws` float32 (num_ws, w_dim), `label` (-1 for none), `noise` (flattened maps, or empty)."""
+    ws = code.value.detach().float().cpu().numpy()
+    noise = (np.concatenate([m.detach().float().cpu().reshape(-1).numpy() for m in code.noise])
+             if code.noise else np.zeros(0, np.float32))
+    record = np.zeros((), dtype=[("ws", "<f4", ws.shape), ("label", "<i8"), ("noise", "<f4", noise.shape)])
+    record["ws"], record["label"], record["noise"] = ws, -1 if code.label is None else int(code.label), noise
+    with atomic_write(path) as f:
+        np.save(f, record, allow_pickle=False)
+    return Path(path)
+
+
+def _is_style_file(path: LatentRef) -> bool:
+    try:
+        data = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return False  # load_latent explains what is wrong with it
+    return bool(isinstance(data, np.ndarray) and data.dtype.names and "ws" in data.dtype.names)
+
+
+def load_styles(gen: Generator, path: LatentRef) -> Code:
+    """A style file -> its code, checked against `gen`; z latent files are mapped to styles."""
+    path = Path(path)
+    if not _is_style_file(path):
+        z, label = load_latent(gen, path)  # explains a missing or damaged file
+        return Code(_map(gen, z[None], label)[0] if style_based(gen) else z, label, path.name)
+    require_styles(gen, f"{path.name} holds per-layer styles, so it")
+    data = np.load(path, allow_pickle=False)
+    if data.shape != ():
+        raise GeneratorError(f"{path} holds {data.size} records; a style file holds one (as breed and edit write them).")
+    ws, label = np.asarray(data["ws"], dtype=np.float32), int(data["label"])
+    shape = (gen.module.num_ws, gen.module.w_dim)
+    if ws.shape != shape:
+        raise GeneratorError(f"{path} holds styles of shape {ws.shape}, not {shape} for this generator: was it made "
+                             "with another one?")
+    if not np.isfinite(ws).all():
+        raise GeneratorError(f"{path} holds NaN or infinite values, which give no image: it is damaged; make it again.")
+    if label >= max(gen.num_classes, 0) or (label >= 0 and gen.num_classes == 0):
+        raise GeneratorError(f"{path} was saved with class {label}, which this generator does not have: was it made "
+                             "with another one?")
+    noise = None
+    flat = np.asarray(data["noise"], dtype=np.float32) if "noise" in data.dtype.names else np.zeros(0)
+    if flat.size:
+        sizes = [layer.noise_const.shape for layer in _noise_layers(gen)]
+        if flat.size != sum(math.prod(s) for s in sizes):
+            raise GeneratorError(f"{path} holds noise maps for another generator: was it made with another one?")
+        noise, start = [], 0
+        for s in sizes:
+            noise.append(torch.from_numpy(flat[start:start + math.prod(s)].copy()).reshape(s))
+            start += math.prod(s)
+    return Code(torch.from_numpy(ws.copy()), None if label < 0 else label, path.name, noise)
+
+
+def _pictures(x: torch.Tensor) -> np.ndarray:
+    return to_uint8_images(x)  # (B, H, W, C) uint8
+
+
+# --- style mixing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class StyleMix:
+    cells: list[list[Image.Image]]  # cells[r][c]: row r's styles on `layers`, column c's elsewhere
+    rows: list[Image.Image]  # the row latents' own images
+    cols: list[Image.Image]
+    layers: list[int]
+    sheet: Image.Image  # the classic grid: columns along the top, rows down the left
+    files: list[Path] = field(default_factory=list)
+
+
+def mix(row: torch.Tensor, col: torch.Tensor, layers: Sequence[int]) -> torch.Tensor:
+    """Styles (num_ws, w_dim) equal to `col` except on `layers`, which come from `row`."""
+    out = col.clone()
+    out[list(layers)] = row[list(layers)]
+    return out
+
+
+def style_mix(gen: Generator, rows: Sequence[LatentRef], cols: Sequence[LatentRef], *, layers: str = "coarse",
+              truncation: float = 1.0, label: int | str | None = None, out: str | os.PathLike | None = None,
+              overwrite: bool = False) -> StyleMix:
+    """The style-mixing grid: cell (r, c) takes row r's styles on `layers` and column c's on the others."""
+    require_styles(gen, "style-mix")
+    gen.require_images("style-mix")
+    for what, refs in (("rows", rows), ("cols", cols)):
+        if not 1 <= len(refs) <= 32:
+            raise GeneratorError(f"{len(refs)} {what}: give 1 to 32 seeds or style files, e.g. --{what} 1,2,3.")
+    picked = parse_layers(gen, layers)
+    folder = _output(out, ["style-mix.png"], overwrite)
+    row_codes = codes_of(gen, rows, label=label, truncation=truncation)
+    col_codes = codes_of(gen, cols, label=label, truncation=truncation)
+    mixed = [Code(mix(r.value, c.value, picked), c.label, f"{r.name} x {c.name}", c.noise)
+             for r in row_codes for c in col_codes]
+    x_rows, x_cols, x_cells = render_codes(gen, row_codes), render_codes(gen, col_codes), render_codes(gen, mixed)
+    n = len(col_codes)
+    cells = [gen.to_images(x_cells[i * n:(i + 1) * n]) for i in range(len(row_codes))]
+    blank = torch.full_like(x_cols[:1], -1.0)  # the corner: nothing
+    top = _pictures(torch.cat([blank, x_cols]))
+    lines = [top] + [_pictures(torch.cat([x_rows[i:i + 1], x_cells[i * n:(i + 1) * n]])) for i in range(len(row_codes))]
+    names = [f"layers {_span(picked) if picked == list(range(picked[0], picked[-1] + 1)) else picked}"] + \
+            [r.name for r in row_codes]
+    sheet = labelled_rows(lines, names, n + 1)
+    result = StyleMix(cells, gen.to_images(x_rows), gen.to_images(x_cols), picked, sheet)
+    if folder is not None:
+        save_image(sheet, folder / "style-mix.png")
+        result.files.append(folder / "style-mix.png")
+    return result
+
+
+# --- directions ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Directions:
+    space: str  # "w" (StyleGAN2) or "z"
+    vectors: torch.Tensor  # (K, dim), orthonormal rows
+    sigma: torch.Tensor  # (K,) standard deviation of the samples along each direction
+    variance: torch.Tensor  # (K,) share of the total variance each explains (of w, or of the feature map)
+    layers: list[list[int]]  # per direction, the styles it moves (StyleGAN2); [] for z
+    info: dict = field(default_factory=dict)  # samples, seed, the weights' digest, per-group effect
+    files: list[Path] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+
+def _weights_digest(gen: Generator) -> str | None:
+    return ((gen.config.get("files") or {}).get("model.safetensors")
+            or (file_sha256(gen.path / "model.safetensors") if gen.path and (gen.path / "model.safetensors").exists()
+                else None))
+
+
+def _flip(vectors: torch.Tensor) -> torch.Tensor:
+    """Each row's sign fixed so its largest entry is positive (PCA's sign is otherwise arbitrary)."""
+    index = vectors.abs().argmax(dim=1)
+    signs = vectors.gather(1, index[:, None]).sign()
+    return vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def _pca(x: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows x (N, D) -> (components (K, D), their variances (K,), total variance), exact and deterministic."""
+    x = x.double() - x.double().mean(dim=0)
+    n, d = x.shape
+    if d <= n:
+        values, vectors = torch.linalg.eigh(x.T @ x / (n - 1))  # ascending
+        values, vectors = values.flip(0)[:count], vectors.flip(1)[:, :count].T
+    else:  # the Gram matrix is smaller: its eigenvectors map to the components through x
+        values, u = torch.linalg.eigh(x @ x.T / (n - 1))
+        values, u = values.flip(0)[:count], u.flip(1)[:, :count]
+        vectors = (x.T @ u).T
+        vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    total = x.pow(2).sum() / (n - 1)
+    return _flip(vectors).float(), values.clamp_min(0).float(), total.float()
+
+
+def _draw_z(gen: Generator, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(count, gen.z_dim, generator=rng)
+    labels = torch.randint(gen.num_classes, (count,), generator=rng) if gen.num_classes else None
+    return z, labels
+
+
+@torch.inference_mode()
+def _early_features(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """The first feature map of at least 8x8 a DCGAN-family generator computes, flattened (N, C*H*W)."""
+    found: list[torch.Tensor] = []
+
+    def keep(module, inputs, output):
+        if not found and isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-1] >= 8 \
+                and output.shape[1] != gen.channels:
+            found.append(output.float().flatten(1).cpu())
+
+    rows = []
+    for start in range(0, len(z), 256):
+        found.clear()
+        hooks = [m.register_forward_hook(keep) for m in gen.module.modules() if m is not gen.module]
+        try:
+            ls = None if labels is None else labels[start:start + 256].to(gen.device)
+            gen.module(z[start:start + 256].to(gen.device), ls)
+        finally:
+            for h in hooks:
+                h.remove()
+        if not found:
+            raise GeneratorError(f"{gen.config.get('architecture')} shows no feature map of 8x8 or more to find "
+                                 "directions in.")
+        rows.append(found[0])
+    return torch.cat(rows)
+
+
+def find_directions(gen: Generator, *, count: int = 10, samples: int | None = None, seed: int = 0,
+                    layers: str | None = None, strip_seeds: Sequence[int] = (0, 1, 2), save: bool = True,
+                    overwrite: bool = False, progress: bool = False) -> Directions:
+    """Unsupervised directions by PCA (GANSpace), saved in the generator's folder with picture strips.
+
+    StyleGAN2: PCA of w over `samples` mapped latents (20,000), applied to `layers` (all by default).
+    DCGAN family: PCA of the first 8x8 feature map over `samples` (3,000), each component carried back to
+    z by least squares and made orthonormal. Writes directions.json, directions.safetensors,
+    directions.png (every direction on the first strip seed) and directions/direction-KK.png (each on
+    all strip seeds, -3 to +3 standard deviations); existing directions are replaced only with `overwrite`.
+    """
+    gen.require_images("directions")
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or not 1 <= count <= MAX_DIRECTIONS:
+        raise GeneratorError(f"count={count}: find 1 to {MAX_DIRECTIONS} directions (10 is usual; the first are the "
+                             "strongest).")
+    seed = check_seed(seed, "directions seed")
+    style = style_based(gen)
+    dim = gen.module.w_dim if style else gen.z_dim
+    samples = samples or (W_SAMPLES if style else FEATURE_SAMPLES)
+    if not count < samples <= 1_000_000:
+        raise GeneratorError(f"samples={samples}: use more samples than directions, at most 1,000,000.")
+    if not style and count > dim:
+        raise GeneratorError(f"count={count}: this generator's latent has {dim} dimensions, so at most {dim} directions.")
+    picked = parse_layers(gen, layers) if style else []
+    names = [DIRECTIONS_JSON, DIRECTIONS_WEIGHTS, "directions.png"] + \
+            [f"{STRIPS}/direction-{k:02d}.png" for k in range(count)]
+    if save:
+        if gen.path is None:
+            raise GeneratorError("This generator was not loaded from a folder: give save=False, or load it with "
+                                 "Generator.from_pretrained.")
+        _refuse(gen.path, names, overwrite)
+    z, labels = _draw_z(gen, samples, seed)
+    if style:
+        with torch.inference_mode():
+            w = torch.cat([gen.module.mapping(z[i:i + 4096].to(gen.device),
+                                              None if labels is None else labels[i:i + 4096].to(gen.device))[:, 0]
+                           .float().cpu() for i in range(0, samples, 4096)])  # (N, w_dim)
+        vectors, values, total = _pca(w, count)
+        sigma, mean = values.sqrt(), w.mean(0)
+    else:
+        features = _early_features(gen, z, labels)  # (N, D)
+        components, values, total = _pca(features, count)
+        coords = (features - features.mean(0)) @ components.T  # (N, K)
+        u = torch.linalg.lstsq(coords.double(), z.double()).solution.T  # (z_dim, K): coordinates -> z
+        q, r = torch.linalg.qr(u)
+        vectors = (q * torch.where(r.diagonal() < 0, -1.0, 1.0)).T.float()  # (K, z_dim), orthonormal, in order
+        sigma, mean = torch.ones(count), torch.zeros(dim)  # z is standard normal along any unit direction
+    found = Directions("w" if style else "z", vectors, sigma, values / total, [picked] * count,
+                       {"samples": samples, "seed": seed, "weights_sha256": _weights_digest(gen),
+                        "mean": mean.tolist()})
+    if style:
+        found.info["effect"] = _group_effects(gen, found, strip_seeds)
+    if save:
+        _save_directions(gen, found, strip_seeds)
+    return found
+
+
+def _group_effects(gen: Generator, found: Directions, seeds: Sequence[int]) -> list[dict[str, float]]:
+    """Per direction, the share of its pixel change that each layer group makes (moved +2 sigma alone)."""
+    base = codes_of(gen, list(seeds))
+    ws = torch.stack([c.value for c in base])  # (S, num_ws, w_dim)
+    plain = render(gen, ws)
+    effects = []
+    for k in range(len(found)):
+        change = {}
+        for group, layers in layer_groups(gen).items():
+            if not layers:
+                continue
+            moved = ws.clone()
+            moved[:, layers] += 2 * found.sigma[k] * found.vectors[k]
+            change[group] = float((render(gen, moved) - plain).abs().mean())
+        total = sum(change.values()) or 1.0
+        effects.append({g: round(v / total, 3) for g, v in change.items()})
+    return effects
+
+
+def _refuse(folder: Path, names: Sequence[str], overwrite: bool) -> None:
+    from ganforge.generator import refuse_overwrite
+
+    refuse_overwrite(folder, names, overwrite)
+
+
+def _save_directions(gen: Generator, found: Directions, strip_seeds: Sequence[int]) -> None:
+    from safetensors.torch import save
+
+    folder = gen.path
+    write_bytes_atomic(folder / DIRECTIONS_WEIGHTS, save({"vectors": found.vectors.contiguous(),
+                                                          "sigma": found.sigma.contiguous(),
+                                                          "variance": found.variance.contiguous()}))
+    meta = {"format": "ganforge-directions", "version": 1, "space": found.space, "count": len(found),
+            **{k: v for k, v in found.info.items() if k != "mean"},
+            "directions": [{"index": k, "sigma": round(float(found.sigma[k]), 6),
+                            "variance": round(float(found.variance[k]), 6), "layers": found.layers[k],
+                            **({"effect": found.info["effect"][k]} if "effect" in found.info else {}),
+                            "strip": f"{STRIPS}/direction-{k:02d}.png"} for k in range(len(found))],
+            "files": {DIRECTIONS_WEIGHTS: file_sha256(folder / DIRECTIONS_WEIGHTS)}}
+    steer = Steer(gen, found)
+    (folder / STRIPS).mkdir(exist_ok=True)
+    overview, names = [], []
+    for k in range(len(found)):
+        rows = [_pictures(steer.render_edits(seed, [{k: s} for s in STRIP_STRENGTHS])) for seed in strip_seeds]
+        path = folder / STRIPS / f"direction-{k:02d}.png"
+        save_image(labelled_rows(rows, [f"seed {s}" for s in strip_seeds], len(STRIP_STRENGTHS)), path)
+        found.files.append(path)
+        overview.append(rows[0])
+        names.append(f"{k}: {100 * float(found.variance[k]):.0f}%")
+    save_image(labelled_rows(overview, names, len(STRIP_STRENGTHS)), folder / "directions.png")
+    write_json_atomic(folder / DIRECTIONS_JSON, meta)
+    found.files[:0] = [folder / DIRECTIONS_JSON, folder / DIRECTIONS_WEIGHTS, folder / "directions.png"]
+
+
+def load_directions(gen: Generator) -> Directions:
+    """The directions saved in the generator's folder, checked against its weights."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = gen.path
+    hint = f"find them first: ganforge directions {folder or 'GEN'}"
+    if folder is None or not (folder / DIRECTIONS_JSON).is_file():
+        raise GeneratorError(f"This generator has no directions yet; {hint}.")
+    try:
+        meta = json.loads((folder / DIRECTIONS_JSON).read_text(encoding="utf-8"))
+        recorded = meta["files"][DIRECTIONS_WEIGHTS]
+        if file_sha256(folder / DIRECTIONS_WEIGHTS) != recorded:
+            raise ValueError("digest")
+        tensors = load_file(folder / DIRECTIONS_WEIGHTS)
+        vectors, sigma, variance = tensors["vectors"], tensors["sigma"], tensors["variance"]
+        layers = [list(d["layers"]) for d in meta["directions"]]
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
+        raise GeneratorError(f"The directions in {folder} are damaged or incomplete; "
+                             f"{hint} --overwrite.") from None
+    if meta.get("weights_sha256") and meta["weights_sha256"] != _weights_digest(gen):
+        raise GeneratorError(f"The directions in {folder} were found for other weights (the generator was exported "
+                             f"again since); {hint} --overwrite.")
+    space = "w" if style_based(gen) else "z"
+    dim = gen.module.w_dim if space == "w" else gen.z_dim
+    if meta.get("space") != space or vectors.shape[1:] != (dim,) or len(layers) != len(vectors):
+        raise GeneratorError(f"The directions in {folder} do not fit this generator; {hint} --overwrite.")
+    return Directions(space, vectors, sigma, variance, layers, {k: v for k, v in meta.items() if k != "directions"})
+
+
+# --- edits ---------------------------------------------------------------------------------------------
+
+
+class Steer:
+    """A generator with its directions, for sliders: codes are cached, one image costs one synthesis."""
+
+    def __init__(self, gen: Generator, directions: Directions | None = None):
+        self.gen = gen
+        self.directions = directions if directions is not None else load_directions(gen)
+        self._codes: dict = {}
+
+    def code(self, ref: LatentRef | Code, *, label: int | str | None = None, truncation: float = 1.0) -> Code:
+        if isinstance(ref, Code):
+            return ref
+        key = (str(ref), label, truncation)
+        if key not in self._codes:
+            if len(self._codes) > 1024:
+                self._codes.clear()
+            self._codes[key] = codes_of(self.gen, [ref], label=label, truncation=truncation)[0]
+        return self._codes[key]
+
+    def edited(self, code: Code, edits: dict[int, float], layers: str | Sequence[int] | None = None) -> Code:
+        """The code moved by `edits` ({direction: strength in standard deviations})."""
+        value = code.value.clone()
+        for k, strength in edits.items():
+            check_direction(self.directions, k)
+            check_strength(strength)
+            step = float(strength) * self.directions.sigma[k] * self.directions.vectors[k]
+            if self.directions.space == "w":
+                chosen = self.directions.layers[k] if layers is None else parse_layers(self.gen, layers)
+                value[chosen] += step
+            else:
+                value += step
+        return Code(value, code.label, code.name, code.noise)
+
+    def render_edits(self, ref: LatentRef | Code, edits_list, *, label=None, truncation: float = 1.0,
+                     layers=None) -> torch.Tensor:
+        base = self.code(ref, label=label, truncation=truncation)
+        return render_codes(self.gen, [self.edited(base, e, layers) for e in edits_list])
+
+    def image(self, ref: LatentRef | Code, edits: dict[int, float] | None = None, *, label: int | str | None = None,
+              truncation: float = 1.0, layers: str | Sequence[int] | None = None) -> Image.Image:
+        """One image of a seed (or latent file) with edits: the slider call."""
+        return self.gen.to_images(self.render_edits(ref, [edits or {}], label=label, truncation=truncation,
+                                                    layers=layers))[0]
+
+
+def check_direction(found: Directions, k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 0 <= k < len(found):
+        raise GeneratorError(f"direction {k!r}: this generator has directions 0-{len(found) - 1} (see directions.png "
+                             "in its folder).")
+    return int(k)
+
+
+def check_strength(strength) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not abs(strength) <= MAX_STRENGTH:
+        raise GeneratorError(f"strength {strength!r}: use a number from -{MAX_STRENGTH:g} to {MAX_STRENGTH:g} standard "
+                             "deviations (-3..3 is the range the generator knows).")
+    return float(strength)
+
+
+def parse_strengths(text: str, steps: int = 9) -> list[float]:
+    """'-2..2' with `steps` values, or one value '1.5' -> the strengths of an edit."""
+    text = str(text).strip()
+    if not isinstance(steps, numbers.Integral) or not 2 <= steps <= MAX_STEPS:
+        raise GeneratorError(f"steps={steps}: an edit strip has 2 to {MAX_STEPS} images (9 is usual).")
+    try:
+        if ".." in text:
+            low, high = (float(v) for v in text.split(".."))
+            values = np.linspace(low, high, steps).tolist()
+        else:
+            values = [float(text)]
+    except ValueError:
+        raise GeneratorError(f"strength {text!r}: write one number (1.5) or a range (-2..2).") from None
+    return [check_strength(v) for v in values]
+
+
+@dataclass
+class Edit:
+    images: list[Image.Image]
+    strengths: list[float]
+    code: Code  # the unedited code
+    files: list[Path] = field(default_factory=list)
+
+
+def edit(gen: Generator, ref: LatentRef, *, direction: int, strengths: Sequence[float], layers: str | None = None,
+         truncation: float = 1.0, label: int | str | None = None, out: str | os.PathLike | None = None,
+         fps: float = 8.0, overwrite: bool = False, directions: Directions | None = None) -> Edit:
+    """`ref` moved along `direction` by each strength: strip.png and a back-and-forth edit.gif.
+
+    With one strength, writes the edited image and its code (edited.npy) with a recipe (edited.json)
+    that `remake` turns back into the same code.
+    """
+    steer = Steer(gen, directions)
+    check_direction(steer.directions, direction)
+    strengths = [check_strength(s) for s in strengths]
+    if not strengths:
+        raise GeneratorError("No strengths given: use --strength -2..2 or one value.")
+    single = len(strengths) == 1
+    names = ["edited.png", "edited.npy", "edited.json"] if single else ["strip.png", "edit.gif"]
+    folder = _output(out, names, overwrite)
+    base = steer.code(ref, label=label, truncation=truncation)
+    x = steer.render_edits(base, [{direction: s} for s in strengths], layers=layers)
+    result = Edit(gen.to_images(x), strengths, base)
+    if folder is None:
+        return result
+    if single:
+        edited = steer.edited(base, {direction: strengths[0]}, layers)
+        meta = _metadata(gen, base.label, direction=direction, strength=strengths[0], latent=base.name)
+        save_png(result.images[0], folder / "edited.png", meta)
+        if style_based(gen):
+            save_styles(folder / "edited.npy", edited)
+        else:
+            save_latent(folder / "edited.npy", edited.value, edited.label)
+        recipe = {"kind": "edit", "base": _ref_recipe(ref, folder), "label": label,
+                  "truncation": truncation, "edits": {str(direction): strengths[0]}, "layers": layers,
+                  "directions_sha256": steer.directions.info.get("files", {}).get(DIRECTIONS_WEIGHTS)}
+        write_json_atomic(folder / "edited.json", recipe)
+        result.files += [folder / "edited.png", folder / "edited.npy", folder / "edited.json"]
+        return result
+    rows = [_pictures(x)]
+    save_image(labelled_rows(rows, [f"d{direction}"], len(strengths)), folder / "strip.png")
+    frames = result.images + result.images[-2:0:-1]  # there and back: loops smoothly
+    save_gif(frames, folder / "edit.gif", fps)
+    result.files += [folder / "strip.png", folder / "edit.gif"]
+    return result
+
+
+# --- breeding with genes -------------------------------------------------------------------------------
+
+
+def parse_genes(gen: Generator, text: str | dict | None, parents: int) -> dict[str, int | str] | None:
+    """'coarse=0,middle=blend,fine=1' -> {group: parent index or 'blend'}; None: each child draws them."""
+    if text is None or text == "":
+        return None
+    items = text.items() if isinstance(text, dict) else (
+        tuple(part.split("=", 1)) if "=" in part else (part, "") for part in str(text).split(","))
+    genes: dict[str, int | str] = {}
+    groups = layer_groups(gen)
+    for group, source in items:
+        group, source = str(group).strip().lower(), str(source).strip().lower()
+        if group not in groups or not groups[group]:
+            raise GeneratorError(f"genes {text!r}: {group!r} is not a layer group of this generator "
+                                 f"({describe_groups(gen)}); write e.g. coarse=0,middle=blend,fine=1.")
+        if source == "blend":
+            genes[group] = "blend"
+        elif source.isdigit() and int(source) < parents:
+            genes[group] = int(source)
+        else:
+            raise GeneratorError(f"genes {text!r}: {group}={source!r}: give a parent's place (0-{parents - 1}, in the "
+                                 "order of --parents) or blend.")
+    return genes
+
+
+def _w_spread(gen: Generator) -> torch.Tensor:
+    """Per-dimension standard deviation of w (w_dim,), from a fixed sample: the scale of a mutation."""
+    cached = getattr(gen, "_w_spread", None)
+    if cached is None:
+        z, labels = _draw_z(gen, 4096, 0)
+        with torch.inference_mode():
+            w = gen.module.mapping(z.to(gen.device), None if labels is None else labels.to(gen.device))[:, 0]
+        cached = w.float().cpu().std(0)
+        gen._w_spread = cached
+    return cached
+
+
+def breed_genes(gen: Generator, parents: Sequence[LatentRef], *, children: int = 8, mutation: float = 0.1,
+                genes: str | dict | None = None, seed: int = 0, label: int | str | None = None,
+                truncation: float = 1.0, out: str | os.PathLike | None = None, overwrite: bool = False) -> Brood:
+    """Children whose layer groups come from different parents (Artbreeder's genes), StyleGAN2 only.
+
+    For each child and each group (coarse, middle, fine) the styles come from one parent (drawn, or as
+    `genes` says: 'coarse=0,fine=1,middle=blend') or from a random blend of all of them; then
+    `mutation` x (w's spread per dimension) x Gaussian noise is added. The same seed gives the same
+    children. Writes child-XX.npy (styles: breed, edit or style-mix them again), child-XX.png,
+    child-XX.json (the recipe that `remake` rebuilds the child from) and children.png.
+    """
+    require_styles(gen, "Breeding with genes")
+    gen.require_images("breed")
+    if len(parents) < 2 or len(parents) > MAX_LATENTS:
+        raise GeneratorError(f"{len(parents)} parent(s): give 2 to {MAX_LATENTS:,} (seeds or latent files).")
+    if isinstance(children, bool) or not isinstance(children, numbers.Integral) or not 1 <= children <= MAX_CHILDREN:
+        raise GeneratorError(f"children={children}: breed 1 to {MAX_CHILDREN} children at a time (8 is usual).")
+    if not 0 <= mutation <= MAX_MUTATION:
+        raise GeneratorError(f"mutation={mutation}: use 0 (none) to {MAX_MUTATION:g}; 0.1 is mild, 1 is strong.")
+    seed = check_seed(seed, "breeding seed")
+    fixed = parse_genes(gen, genes, len(parents))
+    names = [f"child-{k:02d}{ext}" for k in range(children) for ext in (".npy", ".png", ".json")] + ["children.png"]
+    folder = _output(out, names, overwrite)
+    found = codes_of(gen, parents, label=label, truncation=truncation)
+    stacked = torch.stack([c.value for c in found])  # (P, num_ws, w_dim)
+    groups = {g: layers for g, layers in layer_groups(gen).items() if layers}
+    spread = _w_spread(gen)
+    rng = torch.Generator().manual_seed(int(seed))
+    kids, heritage = [], []
+    for _ in range(children):
+        child = torch.empty_like(stacked[0])
+        taken = {}
+        for group, layers in groups.items():
+            choice = fixed.get(group) if fixed else None
+            drawn = int(torch.randint(len(found), (), generator=rng))  # drawn always: same seed, same children
+            weights = -torch.rand(len(found), generator=rng).log()
+            weights = weights / weights.sum()
+            source = drawn if choice is None else choice
+            if source == "blend":
+                child[layers] = torch.einsum("p,pld->ld", weights, stacked[:, layers])
+                taken[group] = {"blend": [round(float(v), 6) for v in weights]}
+            else:
+                child[layers] = stacked[source, layers]
+                taken[group] = int(source)
+        child = child + float(mutation) * spread * torch.randn(spread.shape, generator=rng)  # one noise for all layers
+        coarse = taken.get("coarse")
+        heir = coarse if isinstance(coarse, int) else 0
+        kids.append(Code(child, found[heir].label, ""))
+        heritage.append(taken)
+    brood = Brood(torch.stack([k.value for k in kids]), [k.label for k in kids], [], [c.name for c in found])
+    x = render_codes(gen, kids)
+    brood.images = gen.to_images(x)
+    if folder is None:
+        return brood
+    recipe = {"kind": "brood", "mode": "genes", "parents": [_ref_recipe(p, folder) for p in parents],
+              "children": children, "mutation": float(mutation), "genes": fixed, "seed": seed,
+              "label": label, "truncation": truncation}
+    for k, (kid, image) in enumerate(zip(kids, brood.images)):
+        brood.files.append(save_styles(folder / f"child-{k:02d}.npy", kid))
+        meta = _metadata(gen, kid.label, parents=", ".join(brood.parents), mode="genes", mutation=mutation, seed=seed,
+                         child=k, genes=json.dumps(heritage[k]))
+        save_png(image, folder / f"child-{k:02d}.png", meta)
+        write_json_atomic(folder / f"child-{k:02d}.json", {**recipe, "child": k, "genes_taken": heritage[k]})
+        brood.files += [folder / f"child-{k:02d}.png", folder / f"child-{k:02d}.json"]
+    columns = max(len(found), min(children, 8))
+    pictures = _pictures(x)
+    rows = [_pictures(render_codes(gen, found))] + [pictures[i:i + columns] for i in range(0, children, columns)]
+    save_image(labelled_rows(rows, ["parents", "children"] + [""] * (len(rows) - 2), columns), folder / "children.png")
+    brood.files.append(folder / "children.png")
+    return brood
+
+
+# --- recipes: rebuild a child or an edit exactly -------------------------------------------------------
+
+
+def _ref_recipe(ref: LatentRef, folder: Path) -> dict:
+    """How a recipe names a parent: its seed, or its file (relative to the recipe when it can) and digest."""
+    if isinstance(ref, (int, np.integer)) or (isinstance(ref, str) and ref.strip().lstrip("-").isdigit()):
+        return {"seed": int(ref)}
+    path = Path(ref).resolve()
+    try:
+        named = os.path.relpath(path, folder.resolve())
+    except ValueError:  # another drive (Windows)
+        named = str(path)
+    recipe = {"file": named, "sha256": file_sha256(path)}
+    sibling = path.with_suffix(".json")
+    if sibling.is_file():  # the parent's own recipe, so the lineage can be followed
+        try:
+            recipe["recipe"] = json.loads(sibling.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    return recipe
+
+
+def _resolve(entry: dict, folder: Path) -> LatentRef:
+    if "seed" in entry:
+        return int(entry["seed"])
+    path = (folder / entry["file"]).resolve()
+    if not path.is_file():
+        raise GeneratorError(f"The recipe's parent {entry['file']} is not at {path}: put it back to remake this image.")
+    if file_sha256(path) != entry.get("sha256"):
+        raise GeneratorError(f"The recipe's parent {path} has changed since: this image cannot be remade exactly.")
+    return str(path)
+
+
+def remake(gen: Generator, recipe: str | os.PathLike) -> Code:
+    """The code a recipe file (child-XX.json, edited.json) describes, rebuilt from its parents."""
+    path = Path(recipe)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        kind = spec["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise GeneratorError(f"{path} is not a ganforge recipe (a child-XX.json or edited.json).") from None
+    folder = path.resolve().parent
+    if kind == "brood":
+        brood = breed_genes(gen, [_resolve(p, folder) for p in spec["parents"]], children=spec["children"],
+                            mutation=spec["mutation"], genes=spec["genes"], seed=spec["seed"], label=spec["label"],
+                            truncation=spec["truncation"])
+        return Code(brood.latents[spec["child"]], brood.labels[spec["child"]], path.name)
+    if kind == "edit":
+        steer = Steer(gen)
+        if spec.get("directions_sha256") not in (None, steer.directions.info.get("files", {}).get(DIRECTIONS_WEIGHTS)):
+            raise GeneratorError(f"{path} was made with other directions (found again since): it cannot be remade "
+                                 "exactly.")
+        base = steer.code(_resolve(spec["base"], folder), label=spec["label"], truncation=spec["truncation"])
+        return steer.edited(base, {int(k): v for k, v in spec["edits"].items()}, spec["layers"])
+    raise GeneratorError(f"{path}: unknown recipe kind {kind!r}.")
+
+
+# --- projection in w / w+ ------------------------------------------------------------------------------
+
+
+@dataclass
+class StyleProjection:
+    code: Code  # styles (num_ws, w_dim) and the noise maps found with them
+    reconstruction: Image.Image
+    target: Image.Image
+    pixel_mse: float
+    files: list[Path] = field(default_factory=list)
+
+
+def _noise_penalty(maps: list[torch.Tensor]) -> torch.Tensor:
+    """StyleGAN2's projector: squared autocorrelation at one pixel's shift, at every scale down to 8x8."""
+    total = maps[0].new_zeros(())
+    for m in maps:
+        n = m[None, None]  # (1, 1, H, W)
+        while True:
+            total = total + (n * torch.roll(n, 1, dims=3)).mean() ** 2 + (n * torch.roll(n, 1, dims=2)).mean() ** 2
+            if n.shape[2] <= 8:
+                break
+            n = torch.nn.functional.avg_pool2d(n, 2)
+    return total
+
+
+def project_styles(gen: Generator, image: Image.Image | str | os.PathLike, *, space: str = "w", steps: int = 300,
+                   lr: float = 0.1, noise_weight: float = 1e5, label: int | str | None = None, seed: int = 0,
+                   out: str | os.PathLike | None = None, overwrite: bool = False, progress: bool = True,
+                   samples: int = 10_000) -> StyleProjection:
+    """The styles (one w for all layers, or w+: one per layer) and noise maps closest to a real image.
+
+    As StyleGAN2's projector (Karras et al. 2020): start at the mean w; Adam with a learning rate that
+    ramps up over the first 5 % of steps and down (cosine) over the last 25 %; noise added to w, fading
+    over the first 75 %; the noise maps optimised too, regularised toward white noise (their
+    autocorrelation at every scale, weight `noise_weight`) and renormalised after each step. The
+    distance is pixel MSE (the paper's is LPIPS, which needs VGG weights ganforge does not ship).
+    Writes projected.npy (a style file with the noise maps), reconstruction.png, target.png and
+    projection.gif (the search, target left).
+    """
+    from tqdm import tqdm
+
+    from ganforge.pictures import image_grid
+
+    require_styles(gen, f"Projecting in {space}")
+    if space not in ("w", "w+"):
+        raise GeneratorError(f"space={space!r}: project a StyleGAN2 in w (one style for all layers) or w+ (one per layer).")
+    if not (isinstance(steps, numbers.Integral) and 1 <= steps <= MAX_PROJECT_STEPS) or not lr > 0 \
+            or not (0 <= noise_weight < math.inf):
+        raise GeneratorError(f"steps={steps}, lr={lr}, noise_weight={noise_weight}: use 1 to {MAX_PROJECT_STEPS:,} "
+                             "steps, lr > 0 and a weight >= 0.")
+    seed = check_seed(seed, "projection seed")
+    target_picture = target_image(gen, image)
+    folder = _output(out, ["projected.npy", "reconstruction.png", "target.png", "projection.gif"], overwrite)
+    index = gen.label_index(label)
+    if gen.num_classes and index is None:
+        raise GeneratorError("This generator is class-conditional: give the class to project into with --class.")
+    device, synthesis = gen.device, gen.module.synthesis
+    z, _ = _draw_z(gen, samples, seed)
+    w_samples = _map(gen, z, index)[:, 0]  # (N, w_dim)
+    w_avg = w_samples.mean(0)
+    w_std = float((w_samples - w_avg).pow(2).sum(1).mean().sqrt())
+    num_ws = gen.module.num_ws
+    start = w_avg[None, None].repeat(1, num_ws if space == "w+" else 1, 1)  # (1, 1 or num_ws, w_dim)
+    w = start.clone().to(device).requires_grad_(True)
+    rng = torch.Generator().manual_seed(seed)
+    layers = _noise_layers(gen)
+    maps = [torch.randn(layer.noise_const.shape, generator=rng).to(device).requires_grad_(True) for layer in layers]
+    target = _as_tensor(target_picture).to(device)
+    optimiser = torch.optim.Adam([w, *maps], lr=lr, betas=(0.9, 0.999))
+    frames, every = [], max(1, steps // 50)
+    kept = [layer.noise_const for layer in layers]
+    try:
+        with torch.enable_grad(), tqdm(total=steps, unit="step", desc="Projecting", disable=not progress, delay=1,
+                                       dynamic_ncols=True) as bar:
+            for step in range(steps):
+                t = step / steps
+                noise_scale = w_std * 0.05 * max(0.0, 1.0 - t / 0.75) ** 2
+                ramp = min(1.0, (1.0 - t) / 0.25)
+                ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+                ramp = ramp * min(1.0, t / 0.05)
+                for group in optimiser.param_groups:
+                    group["lr"] = lr * ramp
+                w_noise = torch.randn(w.shape, generator=rng).to(device) * noise_scale
+                ws = (w + w_noise).expand(1, num_ws, -1) if space == "w" else w + w_noise
+                for layer, m in zip(layers, maps):
+                    layer.noise_const = m
+                x = synthesis(ws).float()
+                loss = (x - target).pow(2).mean() + noise_weight * _noise_penalty(maps)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                with torch.no_grad():
+                    for m in maps:
+                        m.sub_(m.mean()).div_(m.square().mean().sqrt().clamp_min(1e-8))
+                if step % every == 0:
+                    frames.append(x[0].detach().cpu())
+                bar.update(1)
+    finally:
+        for layer, k in zip(layers, kept):
+            layer.noise_const = k
+    ws = w.detach().cpu().expand(1, num_ws, -1)[0].clone()
+    code = Code(ws, index, "projected.npy", [m.detach().cpu() for m in maps])
+    x = render_codes(gen, [code])
+    result = StyleProjection(code, gen.to_images(x)[0], target_picture, float((x - target.cpu()).pow(2).mean()))
+    if folder is not None:
+        save_styles(folder / "projected.npy", code)
+        save_png(result.reconstruction, folder / "reconstruction.png",
+                 _metadata(gen, index, space=space, pixel_mse=f"{result.pixel_mse:.6f}"))
+        save_image(target_picture, folder / "target.png")
+        pairs = [image_grid(to_uint8_images(torch.cat([target.cpu(), f[None]])), columns=2) for f in frames + [x[0]]]
+        save_gif(pairs, folder / "projection.gif", fps=12, hold_last_ms=1500)
+        result.files += [folder / n for n in ("projected.npy", "reconstruction.png", "target.png", "projection.gif")]
+    return result
