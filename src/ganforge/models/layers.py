@@ -207,7 +207,8 @@ def attribute_width(specs: tuple[AttributeSpec, ...]) -> int:
 class AttributeEncoder(nn.Module):
     """Raw attributes (B, A) -> the vector models see (B, width): standardised continuous values, one-hot
     categories. Left out (None), every attribute is at the data's average: continuous ones at their mean,
-    categorical ones an even mix of their values. No parameters: the statistics come from the config."""
+    categorical ones an even mix of their values; a NaN value puts that one attribute of that image at its
+    average (how an edit leaves the others alone). No parameters: the statistics come from the config."""
 
     def __init__(self, specs: tuple[AttributeSpec, ...]):
         super().__init__()
@@ -228,12 +229,16 @@ class AttributeEncoder(nn.Module):
                 f"{who}: attributes must be a float tensor of shape ({batch}, {len(self.specs)}) "
                 f"({', '.join(s.name for s in self.specs)}), got {tuple(attributes.shape)} {attributes.dtype}.")
         x = attributes.float()
+        unset = torch.isnan(x)  # (B, A)
+        x = x.nan_to_num(0.0)
         parts = []
         for a, spec in enumerate(self.specs):
             if spec.kind == "continuous":
-                parts.append(((x[:, a] - self.mean[a]) / self.std[a]).unsqueeze(1))  # (B, 1)
+                value = ((x[:, a] - self.mean[a]) / self.std[a]).unsqueeze(1)  # (B, 1)
+                parts.append(value.masked_fill(unset[:, a, None], 0.0))
             else:
-                parts.append(F.one_hot(x[:, a].round().long(), len(spec.values)).float())  # (B, K)
+                one_hot = F.one_hot(x[:, a].round().long(), len(spec.values)).float()  # (B, K)
+                parts.append(one_hot.masked_fill(unset[:, a, None], 1.0 / len(spec.values)))
         return torch.cat(parts, dim=1)  # (B, width)
 
 

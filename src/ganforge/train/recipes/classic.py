@@ -11,17 +11,24 @@ The losses, written with D's raw logits l (sigmoid(l) = D's probability that the
 - hinge (Lim & Ye 2017; Miyato et al. 2018): D relu(1 - l_real) + relu(1 + l_fake); G -l_fake.
 - wgan-gp (Gulrajani et al. 2017): D l_fake - l_real + λ (||∇D(x̂)|| - 1)²; G -l_fake.
 - lsgan (Mao et al. 2017): D ½(l_real - 1)² + ½ l_fake²; G ½(l_fake - 1)².
+
+Attributes: on a dataset prepared with `--attributes`, a model that takes them (its config has an
+`attributes` field) is conditioned on them unless conditional=no. Reals come with their own; each fake
+gets the attributes (and the class, when there are classes) of a real image drawn at random through the
+trainer's stream, so fakes follow the data's joint distribution and a resumed run draws the same ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
-from ganforge.models import create_models
+from ganforge.models import MODELS, create_models
 from ganforge.train.recipes.augmenting import DiscriminatorAugment
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe, lazy_interval
-from ganforge.train.recipes.fields import model_fields
+from ganforge.train.recipes.fields import RecipeError, model_fields
 
 
 def d_loss(kind: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -57,12 +64,35 @@ def d_stats(loss: torch.Tensor, real_logits: torch.Tensor, fake_logits: torch.Te
     }
 
 
-def r1_penalty(D, augment, real: torch.Tensor, labels) -> torch.Tensor:
+def r1_penalty(D, augment, real: torch.Tensor, labels, attributes=None) -> torch.Tensor:
     """E||∇_x D(x)||² on real images (Mescheder et al. 2018), computed in fp32 by the caller."""
     real = real.detach().requires_grad_(True)
-    logits = D(augment(real), labels)[0]
+    logits = D(augment(real), labels, **attribute_kwargs(attributes))[0]
     (grad,) = torch.autograd.grad(logits.float().sum(), real, create_graph=True)
     return grad.float().square().flatten(1).sum(1).mean()
+
+
+def attribute_kwargs(attributes) -> dict:
+    """`attributes=` for networks conditioned on attributes; nothing for the others (they take no such argument)."""
+    return {} if attributes is None else {"attributes": attributes}
+
+
+def attribute_fields(model_name: str, config, dataset) -> dict:
+    """The model's `attributes` field from the dataset's, or nothing when the dataset has none or
+    conditional=no."""
+    specs = getattr(dataset, "attribute_specs", None)
+    if "attributes" in config.model:
+        raise RecipeError("model.attributes comes from the dataset (prepare --attributes): leave it out.")
+    if not specs or config.conditional == "no":
+        return {}
+    if "attributes" not in {f.name for f in dataclasses.fields(MODELS[model_name].config_class)}:
+        takes = sorted(name for name, spec in MODELS.items()
+                       if "attributes" in {f.name for f in dataclasses.fields(spec.config_class)})
+        raise RecipeError(f"{dataset.path} has attributes, but model {model_name} cannot be conditioned on them: use "
+                          f"model.name={' or '.join(takes)}, or conditional=no to train without attributes or classes.")
+    return {"attributes": [
+        {"name": s["name"], "kind": s["kind"], "mean": s.get("mean", 0.0), "std": s.get("std", 1.0),
+         "values": s.get("values", []), "low": s.get("min"), "high": s.get("max")} for s in specs]}
 
 
 class ClassicRecipe(Recipe):
@@ -74,11 +104,17 @@ class ClassicRecipe(Recipe):
         super().__init__(config, dataset, device, rng)
         fields = model_fields(config, dataset)
         self.model_name = fields.pop("name")
+        fields.update(attribute_fields(self.model_name, config, dataset))
         self.model_config, G, D = create_models(self.model_name, **fields)
         self.networks = {"G": G, "D": D}
         self.augment = DiscriminatorAugment(config, device, rng) if dataset.kind == "images" else None
         self.acgan = getattr(D.config, "conditioning", "") == "acgan" and getattr(D.config, "num_classes", 0) > 0
         self._fakes: torch.Tensor | None = None
+        self._fakes_conditions: tuple | None = None  # (labels, attributes) the kept fakes were made with
+        self.attributes_on = bool(getattr(self.model_config, "attributes", ()))
+        if self.attributes_on:  # the pool fakes draw their conditions from: every real image's
+            self._pool_attributes = torch.from_numpy(dataset.attributes).to(device)  # (N, A)
+            self._pool_labels = torch.from_numpy(dataset.labels).to(device) if self.num_classes else None  # (N,)
 
     @property
     def G(self):
@@ -102,11 +138,37 @@ class ClassicRecipe(Recipe):
         phases.append(Phase("Gmain", "G", grad_norm="grad_G"))
         return phases
 
+    def make_batch(self, phase: Phase, data: tuple, z: torch.Tensor) -> Batch:
+        real, labels, *rest = data
+        batch = Batch(real, labels if self.num_classes > 0 else None, z)
+        if self.attributes_on:
+            batch.extra["attributes"] = rest[0]  # (B, A): the reals' own
+            pick = torch.randint(0, len(self._pool_attributes), (len(z),), device=self.device, generator=self.rng)
+            batch.extra["fake_attributes"] = self._pool_attributes[pick]  # (B, A)
+            if batch.labels is not None:  # the same image's class: attributes and class stay a real pair
+                batch.extra["fake_labels"] = self._pool_labels[pick]
+        return batch
+
+    @staticmethod
+    def real_conditions(batch: Batch) -> tuple:
+        """(labels, attributes) of the batch's real images; attributes None without attribute conditioning."""
+        return batch.labels, batch.extra.get("attributes")
+
+    @staticmethod
+    def fake_conditions(batch: Batch) -> tuple:
+        """(labels, attributes) to make this batch's fakes with: drawn from the data when attributes are on,
+        else the real batch's labels (as before attributes)."""
+        return batch.extra.get("fake_labels", batch.labels), batch.extra.get("fake_attributes")
+
+    def _generate_fakes(self, batch: Batch) -> tuple[torch.Tensor, tuple]:
+        labels, attributes = self.fake_conditions(batch)
+        return self.G(batch.z, labels, **attribute_kwargs(attributes)), (labels, attributes)
+
     def loss(self, phase: Phase, batch: Batch):
         if phase.name == "Dmain":
             return self._d_main(batch)
         if phase.name == "Dreg":
-            penalty = r1_penalty(self.D, self._augment, batch.real, batch.labels)
+            penalty = r1_penalty(self.D, self._augment, batch.real, *self.real_conditions(batch))
             return penalty * (self.config.r1_gamma / 2) * phase.interval, {"R1": penalty.detach()}
         if phase.name == "Gmain":
             return self._g_main(batch)
@@ -115,43 +177,49 @@ class ClassicRecipe(Recipe):
     def _augment(self, x):
         return self.augment(x) if self.augment is not None else x
 
-    def _discriminate(self, x, labels):
-        logits, class_logits = self.D(self._augment(x), labels)
+    def _discriminate(self, x, labels, attributes=None):
+        logits, class_logits = self.D(self._augment(x), labels, **attribute_kwargs(attributes))
         return logits.float(), None if class_logits is None else class_logits.float()
 
     def _d_main(self, batch: Batch):
         if self.config.reuse_fakes:
-            fake = self.G(batch.z, batch.labels)  # the graph is kept for the G phase
-            self._fakes = fake
+            fake, conditions = self._generate_fakes(batch)  # the graph is kept for the G phase
+            self._fakes, self._fakes_conditions = fake, conditions
             fake = fake.detach()
         else:
             with torch.no_grad():
-                fake = self.G(batch.z, batch.labels)
-        real_logits, real_classes = self._discriminate(batch.real, batch.labels)
-        fake_logits, fake_classes = self._discriminate(fake, batch.labels)
+                fake, conditions = self._generate_fakes(batch)
+        real_logits, real_classes = self._discriminate(batch.real, *self.real_conditions(batch))
+        fake_logits, fake_classes = self._discriminate(fake, *conditions)
         if self.augment is not None:
             self.augment.observe(real_logits)
         loss = d_loss(self.config.loss, real_logits, fake_logits)
         if self.config.loss == "wgan-gp":
-            loss = loss + self.config.gp_weight * self._gradient_penalty(batch.real, fake, batch.labels)
+            loss = loss + self.config.gp_weight * self._gradient_penalty(batch.real, fake, *self.real_conditions(batch))
         if self.acgan:
             loss = loss + self.config.acgan_weight * (
-                F.cross_entropy(real_classes, batch.labels) + F.cross_entropy(fake_classes, batch.labels))
+                F.cross_entropy(real_classes, batch.labels) + F.cross_entropy(fake_classes, conditions[0]))
         return loss, d_stats(loss, real_logits, fake_logits)
 
+    def _kept_or_new_fakes(self, batch: Batch, generate) -> tuple[torch.Tensor, tuple]:
+        """The fakes Dmain kept (with the conditions they were made with), or new ones from `generate`."""
+        fake, conditions = self._fakes, self._fakes_conditions or self.fake_conditions(batch)
+        self._fakes = self._fakes_conditions = None
+        return (fake, conditions) if fake is not None else generate(batch)
+
     def _g_main(self, batch: Batch):
-        fake, self._fakes = (self._fakes, None) if self._fakes is not None else (self.G(batch.z, batch.labels), None)
-        logits, classes = self._discriminate(fake, batch.labels)
+        fake, (labels, attributes) = self._kept_or_new_fakes(batch, self._generate_fakes)
+        logits, classes = self._discriminate(fake, labels, attributes)
         loss = g_loss(self.config.loss, logits)
         if self.acgan:
-            loss = loss + self.config.acgan_weight * F.cross_entropy(classes, batch.labels)
+            loss = loss + self.config.acgan_weight * F.cross_entropy(classes, labels)
         return loss, {"loss_G": loss.detach()}
 
-    def _gradient_penalty(self, real, fake, labels):
+    def _gradient_penalty(self, real, fake, labels, attributes=None):
         shape = [real.shape[0]] + [1] * (real.dim() - 1)
         alpha = torch.rand(shape, device=real.device, generator=self.rng)
         mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-        logits, _ = self.D(self._augment(mixed), labels)
+        logits, _ = self.D(self._augment(mixed), labels, **attribute_kwargs(attributes))
         (grad,) = torch.autograd.grad(logits.float().sum(), mixed, create_graph=True)
         return ((grad.float().flatten(1).norm(dim=1) - 1) ** 2).mean()
 

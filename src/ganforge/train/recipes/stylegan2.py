@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ganforge.models.stylegan2 import mix_styles
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, lazy_interval
-from ganforge.train.recipes.classic import ClassicRecipe, d_stats
+from ganforge.train.recipes.classic import ClassicRecipe, attribute_kwargs, d_stats
 from ganforge.train.defaults import paper_r1_gamma  # noqa: F401  (re-exported)
 from ganforge.train.recipes.fields import RecipeError
 
@@ -59,25 +59,31 @@ class StyleGAN2Recipe(ClassicRecipe):
 
     # --- the generator, as training runs it -------------------------------------------------------
 
-    def _styles(self, z: torch.Tensor, labels) -> torch.Tensor:
+    def _styles(self, z: torch.Tensor, labels, attributes=None) -> torch.Tensor:
         """(B, num_ws, w_dim): w for z, with the layers after a random cutoff from a second latent when mixing.
-        The draws stay on the device (no sync): an unmixed batch gets the cutoff num_ws."""
+        The draws stay on the device (no sync): an unmixed batch gets the cutoff num_ws. The second latent
+        keeps the first one's class and attributes."""
         G = self.G
-        ws = G.mapping(z, labels, update_w_avg_beta=W_AVG_BETA)
+        conditions = attribute_kwargs(attributes)
+        ws = G.mapping(z, labels, update_w_avg_beta=W_AVG_BETA, **conditions)
         if self.config.style_mixing > 0 and G.num_ws > 1:
             cutoff = torch.randint(1, G.num_ws, (), device=z.device, generator=self.rng)
             mixing = torch.rand((), device=z.device, generator=self.rng) < self.config.style_mixing
             cutoff = torch.where(mixing, cutoff, torch.full_like(cutoff, G.num_ws))
             z2 = torch.randn(z.shape, device=z.device, generator=self.rng)
-            ws = mix_styles(ws, G.mapping(z2, labels), cutoff)
+            ws = mix_styles(ws, G.mapping(z2, labels, **conditions), cutoff)
         return ws
 
-    def _generate(self, z: torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
-        ws = self._styles(z, labels)
+    def _generate(self, z: torch.Tensor, labels, attributes=None) -> tuple[torch.Tensor, torch.Tensor]:
+        ws = self._styles(z, labels, attributes)
         return self.G.synthesis(ws, noise_mode="random", generator=self.rng), ws
 
-    def _discriminate(self, x, labels) -> torch.Tensor:
-        return self.D(self.augment(x), labels)[0].float()
+    def _generate_fakes(self, batch: Batch) -> tuple[torch.Tensor, tuple]:
+        labels, attributes = self.fake_conditions(batch)
+        return self._generate(batch.z, labels, attributes)[0], (labels, attributes)
+
+    def _discriminate(self, x, labels, attributes=None) -> torch.Tensor:
+        return self.D(self.augment(x), labels, **attribute_kwargs(attributes))[0].float()
 
     # --- the phases -------------------------------------------------------------------------------
 
@@ -88,27 +94,27 @@ class StyleGAN2Recipe(ClassicRecipe):
 
     def _d_main(self, batch: Batch):
         if self.config.reuse_fakes:
-            fake, _ = self._generate(batch.z, batch.labels)
-            self._fakes = fake  # its graph is kept for Gmain
+            fake, conditions = self._generate_fakes(batch)
+            self._fakes, self._fakes_conditions = fake, conditions  # its graph is kept for Gmain
             fake = fake.detach()
         else:
             with torch.no_grad():
-                fake, _ = self._generate(batch.z, batch.labels)
-        real_logits = self._discriminate(batch.real, batch.labels)
-        fake_logits = self._discriminate(fake, batch.labels)
+                fake, conditions = self._generate_fakes(batch)
+        real_logits = self._discriminate(batch.real, *self.real_conditions(batch))
+        fake_logits = self._discriminate(fake, *conditions)
         self.augment.observe(real_logits)
         loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         return loss, d_stats(loss, real_logits, fake_logits)
 
     def _g_main(self, batch: Batch):
-        fake, self._fakes = (self._fakes, None) if self._fakes is not None else (self._generate(batch.z, batch.labels)[0], None)
-        loss = F.softplus(-self._discriminate(fake, batch.labels)).mean()
+        fake, conditions = self._kept_or_new_fakes(batch, self._generate_fakes)
+        loss = F.softplus(-self._discriminate(fake, *conditions)).mean()
         return loss, {"loss_G": loss.detach()}
 
     def _path_length(self, batch: Batch, interval: int):
         n = max(1, batch.z.shape[0] // 2)
-        labels = None if batch.labels is None else batch.labels[:n]
-        images, ws = self._generate(batch.z[:n], labels)
+        labels, attributes = (None if c is None else c[:n] for c in self.fake_conditions(batch))
+        images, ws = self._generate(batch.z[:n], labels, attributes)
         side = images.shape[2] * images.shape[3]
         noise = torch.randn(images.shape, device=images.device, generator=self.rng) / math.sqrt(side)
         (grads,) = torch.autograd.grad((images.float() * noise).sum(), ws, create_graph=True)
