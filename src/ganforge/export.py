@@ -147,6 +147,7 @@ def model_card(config: dict, run: Path | None = None) -> str:
         f"- Dataset: `{data.get('name') or training['dataset']}`"
         + (f", {data['images']} images at {data['resolution']} px, {data['channels']} channel(s)" if data else ""),
         f"- Classes: {', '.join(map(str, classes))}" if classes else "- Unconditional (no classes)",
+        *_attribute_lines(config.get("config") or {}),
         f"- Trained on {training['images_seen'] / 1000:.1f} thousand images shown, loss `{training['loss']}`, "
         f"checkpoint `{training['checkpoint']}`", "",
         "## Metrics", "",
@@ -170,6 +171,20 @@ def model_card(config: dict, run: Path | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _attribute_lines(model_config: dict) -> list[str]:
+    """The card's line on attribute conditioning: each attribute's kind and the values it saw in training."""
+    described = []
+    for spec in model_config.get("attributes") or ():
+        if spec.get("kind") == "categorical":
+            described.append(f"`{spec['name']}` ({' | '.join(map(str, spec.get('values') or ()))})")
+        else:
+            seen = f", {spec['low']:g} to {spec['high']:g} in training" if spec.get("low") is not None else ""
+            described.append(f"`{spec['name']}` (a number{seen})")
+    if not described:
+        return []
+    return [f"- Attributes (set them raw, e.g. `ganforge edit GEN --attribute NAME=START..STOP`): {', '.join(described)}"]
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
