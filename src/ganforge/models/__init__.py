@@ -21,6 +21,7 @@ from torch import nn
 from ganforge.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
 from ganforge.models.layers import ModelConfigError
 from ganforge.models.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
+from ganforge.models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
 from ganforge.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = [
@@ -99,3 +100,4 @@ def create_generator(name: str, config: dict[str, Any] | Any) -> nn.Module:
 register_model(ModelSpec("dcgan", DCGANConfig, DCGANGenerator, DCGANDiscriminator))
 register_model(ModelSpec("mlp", MLPConfig, MLPGenerator, MLPDiscriminator))
 register_model(ModelSpec("stylegan2", StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator))
+register_model(ModelSpec("progan", ProGANConfig, ProGANGenerator, ProGANDiscriminator))

@@ -43,7 +43,7 @@ class TrainConfig:
     data: str = ""  # a prepared dataset folder
     preset: str = ""  # the preset this config started from (recorded, not read again)
     model: dict = field(default_factory=lambda: {"name": "dcgan"})  # "name" + the architecture's fields
-    recipe: str = "auto"  # the model family's training recipe: auto (by model name) | classic | stylegan2
+    recipe: str = "auto"  # the model family's training recipe: auto (by model name) | classic | stylegan2 | progressive
     conditional: str = "auto"  # auto: use the dataset's labels when it has them | yes | no
     loss: str = "nonsaturating"  # nonsaturating | minimax (Goodfellow 2014, as written) | hinge | wgan-gp | lsgan
     batch_size: int = 64  # global: split across processes under torchrun
@@ -55,6 +55,7 @@ class TrainConfig:
     d_steps: int = 1  # discriminator steps per generator step (5 is usual for wgan-gp)
     reuse_fakes: bool = True  # G learns from the fakes D just saw (one G forward per step); false: fresh ones
     gp_weight: float = 10.0  # wgan-gp gradient penalty weight
+    drift_weight: float = 0.001  # progressive, wgan-gp: the paper's ε E[D(x)²] on real logits, so they do not drift
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
     r1_every: int = 16  # lazy regularisation: apply R1 every N steps, scaled by N
     acgan_weight: float = 1.0  # class loss weight for model.conditioning=acgan
@@ -70,6 +71,10 @@ class TrainConfig:
     pl_weight: float = 2.0  # stylegan2: path-length regularisation weight; 0 = off
     pl_every: int = 4  # stylegan2: path-length regularisation every N steps (lazy)
     pl_decay: float = 0.01  # stylegan2: decay of the path lengths' running mean
+    grow: bool = True  # progressive: grow from 4x4 to full size; false: train fully grown from the start
+    grow_stable_kimg: float = 600.0  # progressive: thousands of images at each resolution once faded in (the paper's 600)
+    grow_fade_kimg: float = 600.0  # progressive: thousands of images over which each new resolution fades in
+    grow_batch: str = ""  # progressive: batch size by resolution, e.g. "4:128,8:128,16:64"; others use batch_size
     flip: bool = False  # random horizontal flips of real images
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
     epochs: float = 0.0  # budget in passes over the dataset
@@ -116,7 +121,8 @@ class TrainConfig:
         if not 0 <= self.lr_ramp_down <= 1:
             raise ConfigError(f"lr_ramp_down is a fraction of the budget between 0 and 1, not {self.lr_ramp_down}.")
         non_negative = ("kimg", "epochs", "minutes", "r1_gamma", "gp_weight", "acgan_weight", "ema_kimg", "ema_rampup",
-                        "eval_minutes", "patience", "max_rollbacks", "seed")
+                        "eval_minutes", "patience", "max_rollbacks", "seed", "drift_weight", "grow_stable_kimg",
+                        "grow_fade_kimg")
         negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
         if negative:
             raise ConfigError(f"{', '.join(negative)}: cannot be negative.")
@@ -142,11 +148,30 @@ class TrainConfig:
             raise ConfigError(f"pl_weight cannot be negative (2 is the paper's; 0 switches it off), not {self.pl_weight}.")
         if not re.fullmatch(r"[bgc]+", self.ada_spec):
             raise ConfigError(f"ada_spec is made of the letters b, g and c (bgc is the paper's), not {self.ada_spec!r}.")
+        parse_batch_schedule(self.grow_batch)
         if not isinstance(self.model, dict) or "name" not in self.model:
             raise ConfigError("model must be a mapping with a name, e.g. model.name=dcgan.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def parse_batch_schedule(text: str) -> dict[int, int]:
+    """grow_batch "4:128,8:64" -> {4: 128, 8: 64}: the batch size at each listed resolution."""
+    schedule: dict[int, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        res, sep, batch = item.partition(":")
+        if not (sep and res.strip().isdigit() and batch.strip().isdigit()):
+            raise ConfigError(f"grow_batch: {item!r} is not resolution:batch (for example grow_batch=4:128,8:128,16:64).")
+        res, batch = int(res), int(batch)
+        if res < 4 or res & (res - 1):
+            raise ConfigError(f"grow_batch: {res} is not a resolution of a growing network (4, 8, 16, ...).")
+        if batch < 1:
+            raise ConfigError(f"grow_batch: the batch size at {res} px must be at least 1, not {batch}.")
+        if res in schedule:
+            raise ConfigError(f"grow_batch gives {res} px twice ({schedule[res]} and {batch}): keep one.")
+        schedule[res] = batch
+    return schedule
 
 
 def preset_names() -> list[str]:

@@ -3,8 +3,9 @@
 The run's recipe (`train/recipes`) supplies the networks, their optimiser groups, the phases of a step
 and their losses; the loop runs the phases, counts images shown to D, and every tick (tick_kimg) logs
 the mean statistics, draws a grid from fixed seeds and writes a checkpoint holding everything (the
-recipe's own state too). A non-finite loss rolls back to the last checkpoint. Ctrl-C or SIGTERM finish
-the current step, save, and exit; `--resume` continues exactly.
+recipe's own state too). A recipe may also plan each step (`step_plan`: the batch size to draw, optimiser
+groups to restart), as a growing network does when its resolution changes. A non-finite loss rolls back to
+the last checkpoint. Ctrl-C or SIGTERM finish the current step, save, and exit; `--resume` continues exactly.
 
 Every random draw of training (latents, augmentation, noise) comes from the trainer's own
 `torch.Generator`, saved in each checkpoint; the global RNG is never used, so work done between steps
@@ -282,11 +283,28 @@ class Trainer:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _latents(self) -> torch.Tensor:
+    def _latents(self, batch_size: int) -> torch.Tensor:
         # drawn for the global batch and sliced, so N processes see what one process would
-        z = torch.randn(self.config.batch_size, self.G.z_dim, device=self.device, generator=self.rng)
-        start = self.dist.rank * self.local_batch
-        return z[start : start + self.local_batch]
+        z = torch.randn(batch_size, self.G.z_dim, device=self.device, generator=self.rng)
+        local = batch_size // self.dist.world_size
+        start = self.dist.rank * local
+        return z[start : start + local]
+
+    def _plan_step(self) -> int:
+        """The global batch size of the step about to run. A recipe with `step_plan(step, images_seen) ->
+        (batch_size, groups)` chooses it (a growing network's batch follows its resolution) and names the
+        optimiser groups whose state (moments, step counts) starts afresh; others get config.batch_size."""
+        plan = getattr(self.recipe, "step_plan", None)
+        if plan is None:
+            return self.config.batch_size
+        batch_size, restart = plan(self.step, self.images_seen)
+        if batch_size % self.dist.world_size:
+            raise TrainingError(f"The recipe's batch size {batch_size} at {self.images_seen} images must divide evenly "
+                                f"among {self.dist.world_size} processes.")
+        for name in restart:
+            self.optimizers[name].state.clear()
+        self.reader.batch_size = batch_size // self.dist.world_size
+        return batch_size
 
     def lr_factor(self) -> float:
         """Learning-rate multiplier: 1, then falling linearly to 0 over the last `lr_ramp_down` of the budget.
@@ -315,6 +333,7 @@ class Trainer:
     def _train_step(self) -> None:
         if self.config.lr_ramp_down:
             self._set_learning_rates()
+        batch_size = self._plan_step()
         data = None
         for phase in self.phases:
             if self.step % phase.interval or self.images_seen < phase.start_kimg * 1000:
@@ -325,8 +344,8 @@ class Trainer:
             for _ in range(phase.repeats):
                 if phase.draws or data is None:
                     data = next(self.reader)
-                    self.images_seen += self.config.batch_size
-                batch = self.recipe.make_batch(phase, data, self._latents())
+                    self.images_seen += batch_size
+                batch = self.recipe.make_batch(phase, data, self._latents(batch_size))
                 with self._autocast(enabled=not phase.fp32):  # penalties in fp32
                     loss, stats = self.recipe.loss(phase, batch)
                 if self.step in self.inject_nan_at_steps:
@@ -347,7 +366,7 @@ class Trainer:
         for network in self.networks.values():
             self.dist.sync_from_main(network)
         self._accumulate(self.recipe.after_step(self.step, self.images_seen, self.dist.all_reduce_sum))
-        self.ema.update(self.G, self.config.batch_size, self.images_seen)
+        self.ema.update(self.G, batch_size, self.images_seen)
         self.step += 1
 
     def _reset_stats(self) -> None:

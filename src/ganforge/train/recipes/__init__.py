@@ -10,10 +10,13 @@ from __future__ import annotations
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.classic import ClassicRecipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.progressive import ProgressiveRecipe
 from ganforge.train.recipes.stylegan2 import StyleGAN2Recipe
 
-RECIPES: dict[str, type[Recipe]] = {"classic": ClassicRecipe, "stylegan2": StyleGAN2Recipe}
-MODEL_RECIPES = {"stylegan2": "stylegan2"}  # model name -> its recipe; others train with the classic one
+RECIPES: dict[str, type[Recipe]] = {"classic": ClassicRecipe, "stylegan2": StyleGAN2Recipe,
+                                    "progressive": ProgressiveRecipe}
+# model name -> its recipe; others train with the classic one
+MODEL_RECIPES = {"stylegan2": "stylegan2", "progan": "progressive"}
 
 __all__ = ["RECIPES", "Batch", "OptimizerGroup", "Phase", "Recipe", "RecipeError", "create_recipe", "model_fields",
            "recipe_name"]
