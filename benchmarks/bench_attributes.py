@@ -1,0 +1,234 @@
+"""Attribute editing on MNIST: does a conditional generator's stroke follow the thickness it is asked for,
+while the digit stays the same digit?
+
+Attributes are measured from the images themselves, as Morpho-MNIST does (Castro et al. 2019): each
+digit is upscaled 4x and binarised at half intensity; its thickness is twice the mean distance-transform
+value along its skeleton (in original pixels), its slant the horizontal shear of its image moments,
+atan(-mu11 / mu02) in radians (positive: the top leans right).
+
+The run:
+1. measure thickness and slant of the MNIST training digits, write them as a CSV and prepare MNIST with
+   `prepare --attributes` (classes kept, so the generator is conditioned on class, thickness and slant);
+2. train a conditional DCGAN for --minutes on the CPU and export it;
+3. train a small CNN digit classifier on the training split for --classifier-minutes; report its accuracy
+   on the test split;
+4. for --seeds seeds, edit thickness over --range in --steps steps with `attribute_edit`, measure each
+   image's thickness and read its class; report the correlation between requested and measured thickness
+   (target >= 0.9) and the share of edits read as the same class as the strip's middle image (>= 95 %);
+5. save a strip picture (a row per seed) under benchmarks/out/.
+
+    python benchmarks/bench_attributes.py --minutes 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy.ndimage import distance_transform_edt
+from skimage.morphology import skeletonize
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent
+SHARED = ROOT.parent.parent / "shared" / "data"
+OUT = ROOT / "out" / "attributes"
+UPSCALE = 4
+
+
+# --- Morpho-MNIST measurements ---------------------------------------------------------------------
+
+
+def binarise(image: np.ndarray, upscale: int = UPSCALE) -> np.ndarray:
+    """bool (H*upscale, W*upscale): the digit's pixels, from a grey (H, W) image with ink bright (0..255)."""
+    pil = Image.fromarray(np.asarray(image, np.uint8))
+    big = np.asarray(pil.resize((pil.width * upscale, pil.height * upscale), Image.BICUBIC), np.float32)
+    return big >= 0.5 * max(float(big.max()), 1.0)
+
+
+def stroke_thickness(image: np.ndarray, upscale: int = UPSCALE) -> float:
+    """Mean stroke width in original pixels: twice the distance to the background along the skeleton."""
+    ink = binarise(image, upscale)
+    skeleton = skeletonize(ink)
+    if not skeleton.any():
+        return 0.0
+    return float(2.0 * distance_transform_edt(ink)[skeleton].mean() / upscale)
+
+
+def slant(image: np.ndarray) -> float:
+    """Radians of horizontal shear of the ink's second moments; positive when the top leans right."""
+    weight = np.asarray(image, np.float64)
+    total = weight.sum()
+    if total <= 0:
+        return 0.0
+    rows, cols = np.indices(weight.shape)
+    y_mean, x_mean = (rows * weight).sum() / total, (cols * weight).sum() / total
+    mu11 = ((cols - x_mean) * (rows - y_mean) * weight).sum() / total
+    mu02 = ((rows - y_mean) ** 2 * weight).sum() / total
+    return float(np.arctan(-mu11 / mu02))  # rows grow downwards: a right lean has x falling as y grows
+
+
+def measure(images: np.ndarray) -> np.ndarray:
+    """float (N, 2): thickness and slant of uint8 (N, H, W) digits."""
+    return np.array([[stroke_thickness(im), slant(im)] for im in images], np.float64)
+
+
+# --- the digit classifier --------------------------------------------------------------------------
+
+
+class DigitClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 16, 14, 14)
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 7, 7)
+            nn.Flatten(), nn.Linear(32 * 49, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, 1, 28, 28) in [-1, 1]
+        return self.net(x)
+
+
+def to_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W) -> float (N, 1, 28, 28) in [-1, 1]."""
+    x = torch.from_numpy(np.asarray(images, np.float32) / 127.5 - 1).unsqueeze(1)
+    return F.interpolate(x, size=(28, 28), mode="bilinear", align_corners=False) if x.shape[-1] != 28 else x
+
+
+def train_classifier(images: np.ndarray, labels: np.ndarray, seconds: float, seed: int = 0) -> DigitClassifier:
+    torch.manual_seed(seed)
+    model = DigitClassifier()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    x, y = to_input(images), torch.from_numpy(labels.astype(np.int64))
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        index = torch.from_numpy(rng.choice(len(x), 128, replace=False))
+        loss = F.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def classify(model: DigitClassifier, images: np.ndarray) -> np.ndarray:
+    x = to_input(images)
+    return torch.cat([model(x[i : i + 512]).argmax(1) for i in range(0, len(x), 512)]).numpy()
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def write_attribute_csv(images: np.ndarray, target: Path) -> np.ndarray:
+    values = measure(images)
+    with open(target, "w", encoding="utf-8") as handle:
+        handle.write("file,thickness,slant\n")
+        for i, (thick, lean) in enumerate(values):
+            handle.write(f"{i:06d},{thick:.4f},{lean:.4f}\n")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=8.0, help="generator training time")
+    parser.add_argument("--classifier-minutes", type=float, default=1.5)
+    parser.add_argument("--seeds", type=int, default=100, help="strips to edit")
+    parser.add_argument("--steps", type=int, default=9, help="values per strip")
+    parser.add_argument("--range", default="", help="thickness range START..STOP (default: the 5th..95th percentile)")
+    parser.add_argument("--model", default="dcgan", choices=["dcgan", "stylegan2"])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+
+    from ganforge.api import train_gan
+    from ganforge.attributes import attribute_edit, edit_values, parse_attribute_edit
+    from ganforge.data.fetch import fetch_dataset
+    from ganforge.data.prepare import prepare_dataset
+    from ganforge.export import export_generator
+    from ganforge.generator import Generator
+    from ganforge.pictures import image_grid
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    train = fetch_dataset("mnist", "train", mirror=SHARED)
+    test = fetch_dataset("mnist", "test", mirror=SHARED)
+    train_images = train.images[..., 0] if train.images.ndim == 4 else train.images  # (N, 28, 28)
+    test_images = test.images[..., 0] if test.images.ndim == 4 else test.images
+
+    t0 = time.perf_counter()
+    csv_file = args.out / "mnist-attributes.csv"
+    if not csv_file.exists():
+        values = write_attribute_csv(train_images, csv_file)
+    else:
+        values = np.loadtxt(csv_file, delimiter=",", skiprows=1, usecols=(1, 2))
+    print(f"measured {len(values):,} training digits in {time.perf_counter() - t0:.0f} s: thickness "
+          f"{values[:, 0].mean():.2f} ± {values[:, 0].std():.2f} px, slant {values[:, 1].mean():.3f} ± "
+          f"{values[:, 1].std():.3f} rad", flush=True)
+    prepared = args.out / "mnist-32"
+    prepare_dataset("mnist", prepared, resolution=32, crop="pad", mirror=str(SHARED), attributes=str(csv_file),
+                    workers=1, progress=False)
+
+    overrides = {"minutes": args.minutes, "runs_dir": str(args.out / "runs"), "eval_minutes": 0, "augment": "",
+                 "batch_size": 64, "seed": 0}
+    if args.model == "dcgan":
+        preset, overrides = "dcgan-small", {**overrides, "loss": "hinge"}
+    else:
+        preset = "stylegan2"
+    t0 = time.perf_counter()
+    result = train_gan(prepared, preset=preset, overrides=overrides, progress=False)
+    run = result.run_dir
+    generator_dir = export_generator(run, args.out / f"generator-{args.model}", which="last")
+    print(f"trained {run.name} for {time.perf_counter() - t0:.0f} s", flush=True)
+    gen = Generator.from_pretrained(generator_dir, device="cpu")
+
+    t0 = time.perf_counter()
+    classifier = train_classifier(train_images, train.labels, args.classifier_minutes * 60)
+    accuracy = float((classify(classifier, test_images) == test.labels).mean())
+    print(f"classifier: test accuracy {accuracy:.4f} after {time.perf_counter() - t0:.0f} s", flush=True)
+
+    low, high = np.percentile(values[:, 0], [5, 95])
+    span = args.range or f"{low:.2f}..{high:.2f}"
+    name, start, stop = parse_attribute_edit(f"thickness={span}")
+    requested = edit_values(gen, name, start, stop, args.steps)
+    strips, measured, same_class, rows = [], [], [], []
+    for seed in range(args.seeds):
+        images = attribute_edit(gen, seed, name, requested)
+        pixels = np.stack([np.asarray(im.convert("L")) for im in images])  # (S, 32, 32)
+        digits = pixels[:, 2:30, 2:30]  # the 28 px digit inside prepare's padding
+        measured.append([stroke_thickness(d) for d in digits])
+        classes = classify(classifier, digits)
+        same_class.append(classes == classes[len(classes) // 2])
+        if seed < 8:
+            rows.append(pixels)
+    measured, same_class = np.array(measured), np.array(same_class)
+    wanted = np.broadcast_to(np.array(requested), measured.shape)
+    correlation = float(np.corrcoef(wanted.ravel(), measured.ravel())[0, 1])
+    per_seed = np.array([np.corrcoef(requested, m)[0, 1] for m in measured if m.std() > 0])
+    share = float(same_class.mean())
+    strip = image_grid(np.concatenate(rows)[..., None], columns=len(requested))
+    strip_path = args.out / f"thickness-strip-{args.model}.png"
+    strip.save(strip_path)
+    figures = {
+        "model": args.model, "minutes": args.minutes, "run": str(run), "images_seen": result.images_seen
+        if hasattr(result, "images_seen") else None, "seeds": args.seeds, "requested": requested,
+        "measured_mean": measured.mean(0).tolist(), "correlation": correlation,
+        "per_seed_correlation_median": float(np.median(per_seed)) if len(per_seed) else None,
+        "same_class_share": share, "classifier_test_accuracy": accuracy, "strip": str(strip_path),
+    }
+    (args.out / f"figures-{args.model}.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    print(f"thickness requested {requested[0]:.2f}..{requested[-1]:.2f} -> measured "
+          f"{measured.mean(0)[0]:.2f}..{measured.mean(0)[-1]:.2f} (means over {args.seeds} seeds)")
+    print(f"correlation requested vs measured: {correlation:.3f} (target >= 0.9); per seed, median "
+          f"{figures['per_seed_correlation_median']:.3f}")
+    print(f"same class as the strip's middle: {100 * share:.1f} % of {same_class.size} edits (target >= 95 %)")
+    print(f"strip: {strip_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
