@@ -125,26 +125,26 @@ class ProgressiveRecipe(ClassicRecipe):
         return self.batch_sizes[self.resolutions[self.stage]]
 
     def make_batch(self, phase, data, z):
-        real, labels = data[0], data[1]
-        real = fade_reals(real, self.resolutions[self.stage], self.alpha)
-        return Batch(real, labels if self.num_classes > 0 else None, z)
+        batch = super().make_batch(phase, data, z)
+        batch.real = fade_reals(batch.real, self.resolutions[self.stage], self.alpha)
+        return batch
 
     def _d_main(self, batch: Batch):
         if self.config.reuse_fakes:
-            fake = self.G(batch.z, batch.labels)  # the graph is kept for the G phase
-            self._fakes = fake
+            fake, conditions = self._generate_fakes(batch)  # the graph is kept for the G phase
+            self._fakes, self._fakes_conditions = fake, conditions
             fake = fake.detach()
         else:
             with torch.no_grad():
-                fake = self.G(batch.z, batch.labels)
-        real_logits, _ = self._discriminate(batch.real, batch.labels)
-        fake_logits, _ = self._discriminate(fake, batch.labels)
+                fake, conditions = self._generate_fakes(batch)
+        real_logits, _ = self._discriminate(batch.real, *self.real_conditions(batch))
+        fake_logits, _ = self._discriminate(fake, *conditions)
         if self.augment is not None:
             self.augment.observe(real_logits)
         loss = d_loss(self.config.loss, real_logits, fake_logits)
         stats = {}
         if self.config.loss == "wgan-gp":
-            penalty = self._gradient_penalty(batch.real, fake, batch.labels)
+            penalty = self._gradient_penalty(batch.real, fake, *self.real_conditions(batch))
             drift = real_logits.square().mean()
             loss = loss + self.config.gp_weight * penalty + self.config.drift_weight * drift
             stats = {"gradient_penalty": penalty.detach(), "drift": drift.detach()}
