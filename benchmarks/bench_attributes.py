@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{values[:, 0].mean():.2f} ± {values[:, 0].std():.2f} px, slant {values[:, 1].mean():.3f} ± "
           f"{values[:, 1].std():.3f} rad", flush=True)
     prepared = args.out / "mnist-32"
-    prepare_dataset("mnist", prepared, resolution=32, crop="pad", mirror=str(SHARED), attributes=str(csv_file),
+    prepare_dataset("mnist", prepared, resolution=32, mirror=str(SHARED), attributes=str(csv_file),
                     workers=1, progress=False)
 
     overrides = {"minutes": args.minutes, "runs_dir": str(args.out / "runs"), "eval_minutes": 0, "augment": "",
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     result = train_gan(prepared, preset=preset, overrides=overrides, progress=False)
     run = result.run_dir
     generator_dir = export_generator(run, args.out / f"generator-{args.model}", which="last")
-    print(f"trained {run.name} for {time.perf_counter() - t0:.0f} s", flush=True)
+    print(f"trained {run.name} for {time.perf_counter() - t0:.0f} s ({result.images_seen / 1000:.0f} kimg)", flush=True)
     gen = Generator.from_pretrained(generator_dir, device="cpu")
 
     t0 = time.perf_counter()
@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     for seed in range(args.seeds):
         images = attribute_edit(gen, seed, name, requested)
         pixels = np.stack([np.asarray(im.convert("L")) for im in images])  # (S, 32, 32)
-        digits = pixels[:, 2:30, 2:30]  # the 28 px digit inside prepare's padding
+        # back to MNIST's 28 px, where the training digits were measured (prepare enlarged them to 32)
+        digits = np.stack([np.asarray(im.convert("L").resize((28, 28), Image.BICUBIC)) for im in images])
         measured.append([stroke_thickness(d) for d in digits])
         classes = classify(classifier, digits)
         same_class.append(classes == classes[len(classes) // 2])
@@ -214,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     strip_path = args.out / f"thickness-strip-{args.model}.png"
     strip.save(strip_path)
     figures = {
-        "model": args.model, "minutes": args.minutes, "run": str(run), "images_seen": result.images_seen
-        if hasattr(result, "images_seen") else None, "seeds": args.seeds, "requested": requested,
+        "model": args.model, "minutes": args.minutes, "run": str(run), "images_seen": result.images_seen,
+        "seeds": args.seeds, "requested": requested,
         "measured_mean": measured.mean(0).tolist(), "correlation": correlation,
         "per_seed_correlation_median": float(np.median(per_seed)) if len(per_seed) else None,
         "same_class_share": share, "classifier_test_accuracy": accuracy, "strip": str(strip_path),

@@ -18,6 +18,7 @@ from ganforge.cli import main
 from ganforge.data.attributes import AttributeFileError, AttributeValueError, MissingAttributesError, UnknownFileError
 from ganforge.data.builtin import load_digits
 from ganforge.data.format import PreparedDataset
+from ganforge.data.inspect import inspect_dataset
 from ganforge.data.output import PrepareError
 from ganforge.data.prepare import prepare_dataset
 from ganforge.data.reader import BatchReader
@@ -95,6 +96,8 @@ def test_attributes_are_stored_aligned_after_a_skipped_corrupt_image(photos, out
     images, labels, attributes = next(BatchReader(dataset, 5, seed=3))
     assert labels is None and attributes.shape == (5, 2)
     assert torch.equal(attributes, torch.from_numpy(dataset.attributes))
+    summary = inspect_dataset(out).summary()
+    assert "attribute thick: a number, mean" in summary and "attribute hair: 3 values (black 2, blond 2, red 1)" in summary
 
 
 def test_base_names_numbers_as_categories_and_a_spreadsheet_bom(photos, out, tmp_path):

@@ -39,6 +39,13 @@ class Inspection:
             counts = ds.manifest.get("class_counts") or [0] * ds.num_classes
             lines.append(f"  {ds.num_classes} classes:")
             lines += [f"    {n:>8,}  {name}" for name, n in zip(ds.class_names, counts)]
+        for spec in ds.attribute_specs or ():
+            if spec["kind"] == "continuous":
+                lines.append(f"  attribute {spec['name']}: a number, mean {spec['mean']:.4g}, std {spec['std']:.4g}, "
+                             f"{spec.get('min', float('nan')):.4g} to {spec.get('max', float('nan')):.4g}")
+            else:
+                counts = ", ".join(f"{v} {n:,}" for v, n in zip(spec["values"], spec.get("counts") or []))
+                lines.append(f"  attribute {spec['name']}: {len(spec['values'])} values ({counts})")
         if self.skipped_by_reason:
             lines.append(f"  skipped when prepared: {sum(self.skipped_by_reason.values()):,}")
             lines += [f"    {n:>8,}  {reason}" for reason, n in sorted(self.skipped_by_reason.items(), key=lambda kv: -kv[1])]
