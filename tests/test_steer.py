@@ -295,3 +295,10 @@ def test_commands_end_to_end(sg2, dcgan, tmp_path, capsys):
     assert main(["edit", gen, "--seed", "1", "--out", str(tmp_path / "x")]) == 2  # no direction: one clear line
     assert "--direction" in capsys.readouterr().err
     assert main(["style-mix", str(dcgan.path), "--rows", "1", "--cols", "2"]) == 2
+
+
+def test_export_again_over_a_folder_with_directions(exports, tmp_path):
+    folder = shutil.copytree(exports[0], tmp_path / "again")
+    steer.find_directions(Generator.from_pretrained(folder, device="cpu"), count=2, samples=300)
+    export_generator(exports[0].parent, out=folder)  # directions are ganforge's own files: not refused
+    assert len(steer.load_directions(Generator.from_pretrained(folder, device="cpu"))) == 2  # same weights: valid

@@ -95,6 +95,9 @@ def _check_target(target: Path) -> None:
     ours = {WEIGHTS, CARD, CONFIG}
     names = {p.name for p in target.iterdir()}
     names -= {n + TMP_SUFFIX for n in ours}  # left by an export that was killed: ganforge's own
+    # written beside an export by `ganforge directions`; kept (they record the weights they were found for,
+    # and are refused once those change, with the command to find them again)
+    names -= {"directions.json", "directions.safetensors", "directions.png", "directions"}
     if not names:
         return
     foreign = sorted(names - ours)

@@ -501,7 +501,7 @@ def _save_directions(gen: Generator, found: Directions, strip_seeds: Sequence[in
                                                           "sigma": found.sigma.contiguous(),
                                                           "variance": found.variance.contiguous()}))
     meta = {"format": "ganforge-directions", "version": 1, "space": found.space, "count": len(found),
-            **{k: v for k, v in found.info.items() if k != "mean"},
+            **{k: v for k, v in found.info.items() if k not in ("mean", "effect")},
             "directions": [{"index": k, "sigma": round(float(found.sigma[k]), 6),
                             "variance": round(float(found.variance[k]), 6), "layers": found.layers[k],
                             **({"effect": found.info["effect"][k]} if "effect" in found.info else {}),
