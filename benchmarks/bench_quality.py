@@ -48,6 +48,9 @@ CANDIDATES = {
     # SNGAN's recipe on the DCGAN networks: hinge loss, spectral norm in D, TTUR rates (Heusel et al. 2017)
     "dcgan-hinge-sn-ttur": ("dcgan", {"loss": "hinge", "model.spectral_norm": True, "lr_g": 1e-4, "lr_d": 4e-4,
                                       "beta1": 0.0, "beta2": 0.9}),
+    # the same on the narrow networks, with ADA (the small-collection setting)
+    "dcgan-small-hinge-sn-ttur-ada": ("dcgan-small", {"loss": "hinge", "model.spectral_norm": True, "lr_g": 1e-4,
+                                                      "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9, "augment": "ada"}),
 }
 
 
