@@ -219,30 +219,24 @@ def _run_edit(args) -> int:
 
 
 def _run_attribute_edit(gen, ref, args) -> int:
-    from ganforge.generator import GeneratorError
+    from ganforge.attributes import attribute_edit, edit_values, parse_attribute_edit
+    from ganforge.explore import _output, save_gif
+    from ganforge.generator import GeneratorError, save_image
 
-    try:
-        from ganforge.attributes import attribute_edit, parse_attribute_edit
-    except ImportError:
-        raise GeneratorError("Attribute editing is not available in this ganforge.") from None
-    from ganforge.explore import save_gif
-    from ganforge.generator import output_folder, refuse_overwrite, save_image
-    from ganforge.pictures import labelled_rows
-
-    name, start, stop = parse_attribute_edit(args.attribute)
     if isinstance(ref, str):
-        raise GeneratorError("--attribute edits a seed: give --seed.")
-    values = [start + (stop - start) * i / (args.steps - 1) for i in range(args.steps)] if args.steps > 1 else [start]
-    images = attribute_edit(gen, ref, name, values, truncation=args.truncation)
-    folder = output_folder(args.out)
-    refuse_overwrite(folder, ["strip.png", "edit.gif"], args.overwrite)
+        raise GeneratorError("--attribute edits a seed's image (the latent stays, the attribute changes): give --seed.")
+    name, start, stop = parse_attribute_edit(args.attribute)
+    values = edit_values(gen, name, start, stop, args.steps)
+    folder = _output(args.out, ["strip.png", "edit.gif"], args.overwrite)
+    images = attribute_edit(gen, ref, name, values, truncation=args.truncation, label=args.label)
     import numpy as np
 
-    pictures = np.stack([np.asarray(i.convert("RGBA" if gen.channels == 4 else "RGB")) if gen.channels != 1
-                         else np.asarray(i)[..., None] for i in images])
-    save_image(labelled_rows([pictures], [f"{name}"], len(images)), folder / "strip.png")
+    from ganforge.pictures import labelled_rows
+
+    row = np.stack([np.asarray(i)[..., None] if np.asarray(i).ndim == 2 else np.asarray(i) for i in images])
+    save_image(labelled_rows([row], [f"{name} {values[0]}..{values[-1]}"], len(images)), folder / "strip.png")
     save_gif(images + images[-2:0:-1], folder / "edit.gif", args.fps)
-    print(f"{len(images)} images of seed {ref} with {name} from {start:g} to {stop:g}.")
+    print(f"{len(images)} images of seed {ref}, {name} from {values[0]} to {values[-1]}.")
     _report([folder / "strip.png", folder / "edit.gif"])
     return 0
 
