@@ -51,6 +51,10 @@ CANDIDATES = {
     # the same on the narrow networks, with ADA (the small-collection setting)
     "dcgan-small-hinge-sn-ttur-ada": ("dcgan-small", {"loss": "hinge", "model.spectral_norm": True, "lr_g": 1e-4,
                                                       "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.9, "augment": "ada"}),
+    # progressive growing (Karras et al. 2018) at the preset's CPU widths, each resolution fading in over 4 kimg
+    # and training 4 kimg stably, against the same network trained at full size from the first image
+    "progan": ("progan", {"grow_stable_kimg": 4, "grow_fade_kimg": 4}),
+    "progan-fixed": ("progan", {"grow": False}),
 }
 
 
