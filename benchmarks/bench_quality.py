@@ -163,7 +163,8 @@ def main() -> None:
                         help="real images for FID (default 1,000: FID1k; twemoji1k has 994, so all of them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-audit", action="store_true")
-    parser.add_argument("--audit", nargs="*", help="audit only these candidates (the audit takes minutes each)")
+    parser.add_argument("--audit", nargs="*", help="audit only these candidates (the audit takes minutes each; "
+                        "given alone, or left out: all of them)")
     parser.add_argument("--reuse", action="store_true", help="score runs this benchmark trained before, with the same "
                         "candidate, minutes and seed, instead of training them again")
     args = parser.parse_args()
@@ -197,7 +198,7 @@ def main() -> None:
         runs[candidate] = run
         log = [r for r in read_log(run) if "images_seen" in r]
         results[candidate] = {"run": run.name, "images": log[-1]["images_seen"] if log else 0, **score(run, data, args.count, args.reference)}
-        if not args.no_audit and (args.audit is None or candidate in args.audit):
+        if not args.no_audit and (not args.audit or candidate in args.audit):  # --audit alone: all of them
             results[candidate]["audit"] = audit(run, data, args.count)
         print(json.dumps({candidate: results[candidate]}), flush=True)
     if any(r for r in runs.values()):
