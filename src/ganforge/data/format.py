@@ -8,6 +8,8 @@ A prepared dataset is a folder (documented in docs/prepared-format.md):
     attributes.npy         float32 (N, A), only with `prepare --attributes`: raw continuous values and
                            categorical value indices; names, kinds and statistics are in the manifest
     points.npy             float32 (N, 2), instead of images.npy for point datasets
+    a.npy, b.npy           uint8 (N_A, H_A, W_A, C_A) and (N_B, H, W, C_B), instead of images.npy for the
+                           kinds "paired" (N_A = N_B, row i of each is one pair) and "unpaired" (see paired.py)
     prepare-report.json    every source file, included (source, index, label) or skipped (source, reason)
 """
 
@@ -26,6 +28,8 @@ from ganforge.files import atomic_write, write_json_atomic  # noqa: F401  (write
 
 FORMAT_NAME = "ganforge.prepared"
 FORMAT_VERSION = 1
+PAIRED_FORMAT_VERSION = 2  # paired and unpaired manifests: an older ganforge then says to upgrade
+PAIR_KINDS = ("paired", "unpaired")
 MANIFEST = "manifest.json"
 REPORT = "prepare-report.json"
 ATTRIBUTE_KINDS = ("continuous", "categorical")
@@ -48,6 +52,13 @@ class PreparedDataset:
             self.points = load_array(self.path / "points.npy", mmap=True)  # (N, 2)
             self.images = None
             self._check_shape(self.points, "points.npy", (count, 2), np.float32)
+        elif self.kind in PAIR_KINDS:  # two arrays instead of images.npy (see data/paired.py)
+            self.images = self.points = None
+            for side, info in self.manifest["sides"].items():
+                array = load_array(self.path / f"{side}.npy", mmap=True)  # (N_side, H, W, C)
+                shape = (info["count"], info["resolution"], info["resolution"], info["channels"])
+                self._check_shape(array, f"{side}.npy", shape, np.uint8)
+                setattr(self, side, array)
         else:
             self.images = load_array(self.path / "images.npy", mmap=True)  # (N, H, W, C)
             self.points = None
@@ -100,12 +111,18 @@ class PreparedDataset:
         return int(self.manifest["count"])
 
     def __getitem__(self, index: int) -> np.ndarray:
+        if self.kind == "paired":
+            return np.asarray(self.a[index]), np.asarray(self.b[index])
         data = self.points if self.kind == "points" else self.images
         return np.asarray(data[index])
 
     def __repr__(self) -> str:
         if self.kind == "points":
             return f"PreparedDataset({str(self.path)!r}, points, n={len(self)})"
+        if self.kind in PAIR_KINDS:
+            a, b = self.manifest["sides"]["a"], self.manifest["sides"]["b"]
+            return (f"PreparedDataset({str(self.path)!r}, {self.kind}, A {a['count']} x {a['resolution']}px x "
+                    f"{a['channels']}, B {b['count']} x {b['resolution']}px x {b['channels']})")
         classes = f", {self.num_classes} classes" if self.num_classes else ""
         return (
             f"PreparedDataset({str(self.path)!r}, n={len(self)}, "
@@ -127,7 +144,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise DatasetError(f"{manifest_file} is not a ganforge manifest.")
     version = manifest.get("version", 0)
-    if isinstance(version, int) and version > FORMAT_VERSION:
+    if isinstance(version, int) and version > PAIRED_FORMAT_VERSION:
         raise DatasetError(f"{path} was prepared by a newer ganforge (format version {version}); upgrade ganforge.")
     problem = _manifest_problem(manifest)
     if problem:
@@ -138,8 +155,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
 def _manifest_problem(manifest: dict) -> str | None:
     """What is wrong with a manifest's fields that readers rely on, or None."""
     kind = manifest.get("kind")
-    if kind not in ("images", "points"):
-        return f"kind is {kind!r}, not images or points"
+    if kind not in ("images", "points", *PAIR_KINDS):
+        return f"kind is {kind!r}, not images, points, paired or unpaired"
+    if kind in PAIR_KINDS:
+        problem = _sides_problem(manifest.get("sides"), kind)
+        if problem:
+            return problem
     needed = ("count",) if kind == "points" else ("count", "resolution", "channels")
     for key in needed:
         value = manifest.get(key)
@@ -152,6 +173,20 @@ def _manifest_problem(manifest: dict) -> str | None:
         return "classes is not a list of names"
     if "attributes" in manifest:
         return attribute_specs_problem(manifest["attributes"])
+    return None
+
+
+def _sides_problem(sides, kind: str) -> str | None:
+    """What is wrong with a paired or unpaired manifest's "sides", or None."""
+    if not isinstance(sides, dict) or set(sides) != {"a", "b"}:
+        return "sides is not {a, b}"
+    for side, info in sides.items():
+        for key in ("resolution", "channels", "count"):
+            value = info.get(key) if isinstance(info, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                return f"sides.{side}.{key} is {value!r}"
+    if kind == "paired" and sides["a"]["count"] != sides["b"]["count"]:
+        return "the two sides of a paired dataset have different counts"
     return None
 
 

@@ -17,7 +17,8 @@ from ganforge.errors import GanforgeError
 from ganforge.files import TMP_SUFFIX, DiskFullError, disk_full_message, existing_parent, is_disk_full, remove_stale_tmp
 
 PARTIAL = ".partial"
-OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "attributes.npy", "points.npy", "contact-sheet.png")
+OUTPUT_FILES = (MANIFEST, REPORT, "images.npy", "labels.npy", "attributes.npy", "points.npy", "contact-sheet.png",
+                "a.npy", "b.npy")  # a.npy, b.npy: paired and unpaired datasets
 OUTPUTS = (*OUTPUT_FILES, PARTIAL)
 
 

@@ -71,6 +71,11 @@ class PrepareOptions:
     seed: int = 0  # point datasets: sampling seed
     mirror: str | None = None  # named datasets: a local mirror folder (else $GANFORGE_MIRROR)
     attributes: str | None = None  # a CSV or JSON of file -> attributes (see data/attributes.py)
+    # a second side, for image-to-image models (see data/paired.py); at most one of these
+    pair_with: str | None = None  # B from another source, matched to SRC by file name
+    pairs: str | None = None  # "side-by-side": each image of SRC is A (left) beside B (right)
+    derive: str | None = None  # A derived from each image of SRC: gray, edges, sketch, downscale:F, labels:K
+    unpaired: str | None = None  # B an independent set from another source
 
     def validate(self, kind: str) -> None:
         if self.crop not in CROP_MODES:
@@ -146,7 +151,7 @@ class PrepareResult:
         if self.reused:
             head = f"{self.path} is already prepared with these settings: nothing to do."
         else:
-            noun = "point" if self.kind == "points" else "image"
+            noun = {"points": "point", "paired": "pair"}.get(self.kind, "image")
             head = f"Prepared {self.included:,} {noun}{'' if self.included == 1 else 's'} into {self.path}"
         lines = [head]
         if self.kind != "points":
@@ -169,6 +174,11 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
     except TypeError as exc:
         raise PrepareError(f"{exc}. Known options: {', '.join(PrepareOptions.__dataclass_fields__)}.") from None
     out = Path(out).expanduser()
+    from ganforge.data.paired import pair_mode, prepare_pairs  # paired and unpaired kinds: their own flow
+
+    mode = pair_mode(opts)
+    if mode is not None:
+        return prepare_pairs(str(src), out, opts, mode, progress)
     _refuse_wrong_source(str(src))  # before the options: a wrong source is the first thing to fix
     opts.validate(_kind_of(str(src)))  # before resolving: a named dataset may take minutes to load
     table = read_attribute_file(opts.attributes) if opts.attributes is not None else None  # before a long scan

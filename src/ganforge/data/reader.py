@@ -39,6 +39,9 @@ class BatchReader:
         world_size: int = 1,
     ):
         self.dataset = dataset if isinstance(dataset, PreparedDataset) else PreparedDataset(dataset)
+        if self.dataset.kind in ("paired", "unpaired"):  # two arrays, not one: see data/paired.py
+            raise BatchSizeError(f"{self.dataset.path} is a {self.dataset.kind} dataset: read it with "
+                                 "ganforge.data.paired.make_reader, which yields (A, B) batches.")
         global_batch = batch_size * world_size
         if not 1 <= global_batch <= len(self.dataset):
             raise BatchSizeError(
