@@ -30,7 +30,11 @@ class Inspection:
     def summary(self) -> str:
         ds = self.dataset
         lines = [f"{ds.path}"]
-        if ds.kind == "points":
+        if ds.kind in ("paired", "unpaired"):
+            from ganforge.data.paired import describe_sides
+
+            lines += describe_sides(ds)
+        elif ds.kind == "points":
             lines.append(f"  {len(ds):,} points from the {ds.manifest['mixture']} mixture "
                          f"({len(ds.manifest['modes'])} modes, std {ds.manifest['std']})")
         else:
@@ -64,7 +68,11 @@ def inspect_dataset(path: str | os.PathLike, *, out: str | os.PathLike | None = 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InspectError(f"--seed must be 0 or more, not {seed!r}.")
     rng = np.random.default_rng(seed)
-    if dataset.kind == "points":
+    if dataset.kind in ("paired", "unpaired"):
+        from ganforge.data.paired import pairs_sheet
+
+        sheet = pairs_sheet(dataset, count, rng)  # A beside B
+    elif dataset.kind == "points":
         sheet = points_plot(np.asarray(dataset.points[:20_000]), modes=np.asarray(dataset.manifest["modes"]))
     elif dataset.class_names and dataset.num_classes <= 20 and dataset.labels is not None:
         sheet = _sheet_by_class(dataset, max(1, count // dataset.num_classes), rng)

@@ -454,6 +454,61 @@ def _finish(out: Path, kind: str, mode: str, settings: dict, digest: str, parts:
     return PrepareResult(out, kind, parts["count"], by_reason, b["channels"], parts.get("classes"))
 
 
+# --- inspecting ----------------------------------------------------------------------------------
+
+
+def describe_sides(dataset: PreparedDataset) -> list[str]:
+    """The summary lines of `ganforge inspect` for a paired or unpaired dataset."""
+    sides, manifest = dataset.manifest["sides"], dataset.manifest
+    how = {"name": "matched by file name", "side-by-side": "split from side-by-side AB images",
+           "derive": f"A derived from B ({(manifest.get('derive') or {}).get('text')})",
+           "unpaired": "two independent sets"}.get(manifest.get("pairing"), manifest.get("pairing"))
+    head = f"  paired: {len(dataset):,} pairs, {how}" if dataset.kind == "paired" else f"  unpaired: {how}"
+    lines = [head]
+    for side in ("a", "b"):
+        info = sides[side]
+        lines.append(f"  {side.upper()}: {info['count']:,} images, {info['resolution']}x{info['resolution']}, "
+                     f"{info['channels']} channel(s), from {info['source']}")
+    return lines
+
+
+def _drawable(array: np.ndarray, resolution: int, colours: np.ndarray | None) -> np.ndarray:
+    """uint8 (N, h, w, C) -> (N, R, R, 3 or 4): label maps in their colours, small A enlarged (nearest)."""
+    if colours is not None:
+        array = colours[array[..., 0]]
+    scale = resolution // array.shape[1]
+    array = array.repeat(scale, axis=1).repeat(scale, axis=2)
+    return np.repeat(array, 3, axis=3) if array.shape[-1] == 1 else array
+
+
+def pairs_sheet(dataset: PreparedDataset, count: int, rng: np.random.Generator):
+    """A contact sheet: each pair as A | B (paired), or a grid of A beside a grid of B (unpaired)."""
+    from ganforge.pictures import image_grid
+
+    derive_info = dataset.manifest.get("derive") or {}
+    colours = np.asarray(derive_info["colours_rgb"], np.uint8) if "colours_rgb" in derive_info else None
+    resolution = dataset.resolution
+
+    def picks(array):
+        return np.sort(rng.choice(len(array), size=min(count, len(array)), replace=False))
+
+    if dataset.kind == "paired":
+        index = picks(dataset.a)
+        a, b = _drawable(np.asarray(dataset.a[index]), resolution, colours), _drawable(np.asarray(dataset.b[index]), resolution, None)
+        channels = max(a.shape[-1], b.shape[-1])
+        a, b = (x if x.shape[-1] == channels else np.concatenate([x, np.full(x.shape[:-1] + (1,), 255, np.uint8)], -1)
+                for x in (a, b))
+        gap = np.full(a.shape[:2] + (1, channels), 255, np.uint8)
+        return image_grid(np.concatenate([a, gap, b], axis=2))
+    grids = [image_grid(_drawable(np.asarray(side[picks(side)]), resolution, None).astype(np.uint8)[..., :3])
+             for side in (dataset.a, dataset.b)]
+    height = max(g.height for g in grids)
+    sheet = Image.new("RGB", (grids[0].width + grids[1].width + 16, height), "white")
+    sheet.paste(grids[0], (0, 0))
+    sheet.paste(grids[1], (grids[0].width + 16, 0))
+    return sheet
+
+
 # --- reading -------------------------------------------------------------------------------------
 
 
