@@ -147,6 +147,19 @@ def _add_prepare(commands) -> None:
                         "`ganforge edit --attribute`; a file is named by its path relative to SRC or by its base "
                         "name when that is unique (for a dataset name: its six-digit index, 000000). Name a column "
                         "hair:categorical to read numbers as categories")
+    pairs = p.add_argument_group("image-to-image (a second side B; at most one of these)")
+    pairs.add_argument("--pair-with", metavar="B_SOURCE",
+                       help="paired: B from another folder or archive, each file matched to the file of SRC with "
+                            "the same path less its extension (a/cat.jpg with a/cat.png); unmatched files are skipped")
+    pairs.add_argument("--pairs", choices=["side-by-side"],
+                       help="paired: each image of SRC holds A on the left and B on the right (pix2pix's AB images)")
+    pairs.add_argument("--derive", metavar="MODE",
+                       help="paired: A made from each image of SRC (a folder, an archive, a dataset name or a "
+                            "prepared dataset): gray (colourisation), edges (Canny), sketch (XDoG pencil "
+                            "drawing), downscale:F (A F times smaller, bicubic: super-resolution), labels:K "
+                            "(each pixel's colour cluster of K, fitted on the dataset)")
+    pairs.add_argument("--unpaired", metavar="B_SOURCE",
+                       help="unpaired: B an independent set from another folder or archive (CycleGAN)")
     p.add_argument("--count", type=int, default=100_000, help="point sets: how many points (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="point sets: sampling seed (default: %(default)s)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -159,7 +172,8 @@ def _run_prepare(args) -> int:
     options = dict(resolution=args.resolution, crop=args.crop, labels=args.labels, channels=args.channels,
                    background=args.background, min_size=args.min_size, workers=args.workers,
                    overwrite=args.overwrite, mirror=args.mirror, count=args.count, seed=args.seed,
-                   attributes=args.attributes)
+                   attributes=args.attributes, pair_with=args.pair_with, pairs=args.pairs, derive=args.derive,
+                   unpaired=args.unpaired)
     if args.max_pixels is not None:
         options["max_pixels"] = args.max_pixels
     result = prepare_dataset(args.src, args.out, progress=not args.quiet, **options)

@@ -94,7 +94,8 @@ def check_resolution(spec: DeriveSpec, resolution: int) -> None:
     if resolution % spec.factor or resolution // spec.factor < 1:
         factors = [f for f in (2, 4, 8) if resolution % f == 0 and resolution // f >= 1]
         raise PrepareError(f"--derive downscale:{spec.factor} does not divide the resolution {resolution}: "
-                           f"use a factor that does, such as {' or '.join(map(str, factors)) or 2}.")
+                           f"use a factor that does, such as {', '.join(map(str, factors[:-1])) + ' or ' if len(factors) > 1 else ''}"
+                           f"{factors[-1] if factors else 2}.")
 
 
 def _skimage(what: str):
