@@ -179,9 +179,14 @@ def test_derive_errors_are_one_sentence(photos, tmp_path, mode, message):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
-def test_combining_two_ways_is_refused(photos, tmp_path):
+def test_combining_two_ways_and_a_missing_b_are_refused(photos, tmp_path):
     with pytest.raises(PrepareError, match="cannot be combined"):
         prepare_dataset(photos, tmp_path / "out", resolution=32, derive="gray", unpaired=str(photos), **QUIET)
+    with pytest.raises(PrepareError, match="not found"):
+        prepare_dataset(photos, tmp_path / "out", resolution=32, pair_with=str(tmp_path / "typo"), **QUIET)
+    with pytest.raises(PrepareError, match="--pairs must be side-by-side"):
+        prepare_dataset(photos, tmp_path / "out", resolution=32, pairs="top-bottom", **QUIET)
+    assert not (tmp_path / "out").exists()
 
 
 def test_derive_resumes_after_an_interruption(photos, tmp_path, monkeypatch):

@@ -88,6 +88,7 @@ def prepare_pairs(src: str, out: Path, opts, mode: str, progress: bool):
         derive_mod.check_resolution(spec, opts.resolution)
     other = opts.pair_with if mode == "name" else opts.unpaired
     for path in (src, other) if mode in ("name", "unpaired") else (src,):
+        _check_exists(path)  # before side A is prepared: a mistyped B must not cost its whole preparation
         if base is None and _prepared_source(path) is not None:
             raise PrepareError(f"{path} is already a prepared dataset: give the original images (only --derive "
                                "reads a prepared dataset).")
@@ -146,6 +147,17 @@ def _prepared_source(path: str) -> PreparedDataset | None:
     if dataset.kind != "images":
         raise PrepareError(f"{path} is a {dataset.kind} dataset: pairs are derived from images.")
     return dataset
+
+
+def _check_exists(src: str) -> None:
+    from ganforge.data import fetch, synthetic
+
+    if Path(src).expanduser().exists() or src == "digits" or fetch.parse_dataset_name(src) is not None:
+        return
+    if src in synthetic.MIXTURES:
+        raise PrepareError(f"{src} is a point set; image-to-image pairs need images.")
+    raise PrepareError(f"{src} not found: give a folder, an archive or a dataset name "
+                       f"({', '.join(['digits', *fetch.DATASET_NAMES])}).")
 
 
 def _identity(src: str) -> str:
