@@ -8,6 +8,10 @@ Every generator is `G(z, labels=None) -> samples` with `G.z_dim` and `G.config`;
 discriminator is `D(x, labels=None) -> (logits (B,), class_logits (B, K) or None)`. Conditional
 models (num_classes > 0) need labels in both G and D; unconditional ones refuse them.
 New architectures add a file with a config and the two modules, then call `register_model`.
+
+Image-to-image models take an image, not a latent (`G(a) -> b`, `D(a, b) -> patch logits`), so they
+live in their own registry, TRANSLATORS (`register_translator`), and every consumer of MODELS keeps its
+`G(z, labels)`. `model_config`, `create_models` and `create_generator` find a name in either.
 """
 
 from __future__ import annotations
@@ -21,17 +25,20 @@ from torch import nn
 from ganforge.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
 from ganforge.models.layers import ModelConfigError
 from ganforge.models.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
+from ganforge.models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator
 from ganforge.models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
 from ganforge.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
 __all__ = [
     "MODELS",
+    "TRANSLATORS",
     "ModelConfigError",
     "ModelSpec",
     "create_generator",
     "create_models",
     "model_config",
     "register_model",
+    "register_translator",
 ]
 
 
@@ -43,23 +50,32 @@ class ModelSpec:
     discriminator: type  # nn.Module class taking (config)
 
 
-MODELS: dict[str, ModelSpec] = {}
+MODELS: dict[str, ModelSpec] = {}  # latent -> image (or points) generators
+TRANSLATORS: dict[str, ModelSpec] = {}  # image -> image generators
 
 
-def register_model(spec: ModelSpec) -> ModelSpec:
+def register_model(spec: ModelSpec, registry: dict[str, ModelSpec] | None = None) -> ModelSpec:
     """Add `spec` to MODELS; a second model under the same name is an error, never a silent swap."""
+    registry = MODELS if registry is None else registry
     if not dataclasses.is_dataclass(spec.config_class):
         raise TypeError(f"model {spec.name!r}: config_class must be a dataclass, got {spec.config_class!r}.")
-    if spec.name in MODELS and MODELS[spec.name] != spec:
+    other = TRANSLATORS if registry is MODELS else MODELS
+    if (spec.name in registry and registry[spec.name] != spec) or spec.name in other:
         raise ValueError(f"a model named {spec.name!r} is already registered; pick another name.")
-    MODELS[spec.name] = spec
+    registry[spec.name] = spec
     return spec
 
 
+def register_translator(spec: ModelSpec) -> ModelSpec:
+    """Add an image-to-image model (`G(a) -> b`, `D(a, b)`) to TRANSLATORS."""
+    return register_model(spec, TRANSLATORS)
+
+
 def _spec(name: str) -> ModelSpec:
-    if name not in MODELS:
-        raise ModelConfigError(f"Unknown model {name!r}; known models: {', '.join(sorted(MODELS))}.")
-    return MODELS[name]
+    spec = MODELS.get(name) or TRANSLATORS.get(name)
+    if spec is None:
+        raise ModelConfigError(f"Unknown model {name!r}; known models: {', '.join(sorted({**MODELS, **TRANSLATORS}))}.")
+    return spec
 
 
 def model_config(name: str, **fields: Any) -> Any:
@@ -101,3 +117,4 @@ register_model(ModelSpec("dcgan", DCGANConfig, DCGANGenerator, DCGANDiscriminato
 register_model(ModelSpec("mlp", MLPConfig, MLPGenerator, MLPDiscriminator))
 register_model(ModelSpec("stylegan2", StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator))
 register_model(ModelSpec("progan", ProGANConfig, ProGANGenerator, ProGANDiscriminator))
+register_translator(ModelSpec("pix2pix", Pix2PixConfig, UNetGenerator, PatchDiscriminator))
