@@ -4,7 +4,10 @@ The run's recipe (`train/recipes`) supplies the networks, their optimiser groups
 and their losses; the loop runs the phases, counts images shown to D, and every tick (tick_kimg) logs
 the mean statistics, draws a grid from fixed seeds and writes a checkpoint holding everything (the
 recipe's own state too). A recipe may also plan each step (`step_plan`: the batch size to draw, optimiser
-groups to restart), as a growing network does when its resolution changes. A non-finite loss rolls back to
+groups to restart), as a growing network does when its resolution changes. A recipe without latents (image to
+image) draws its own pictures: `preview(module) -> (picture, samples)` for each tick's grid, `preview_reals()`
+for reals.png and `sample_inputs(count, generator)` for the averaged generator's batch-norm recalibration.
+The reader is the one for the dataset's kind (`make_reader`). A non-finite loss rolls back to
 the last checkpoint. Ctrl-C or SIGTERM finish the current step, save, and exit; `--resume` continues exactly.
 
 Every random draw of training (latents, augmentation, noise) comes from the trainer's own
@@ -27,7 +30,8 @@ import torch
 from tqdm import tqdm
 
 from ganforge.data.format import PreparedDataset
-from ganforge.data.reader import BatchReader, to_uint8_images
+from ganforge.data.paired import make_reader
+from ganforge.data.reader import to_uint8_images
 from ganforge.device import deterministic_kernels, device_kind, pick_device, pick_precision
 from ganforge.errors import GanforgeError
 from ganforge.files import save_image_atomic, write_text_atomic
@@ -112,7 +116,7 @@ class Trainer:
         fp16 = self.dtype == torch.float16
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=fp16) for name in self.groups}
         check_batch(config, self.dataset)
-        self.reader = BatchReader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
+        self.reader = make_reader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
                                   device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
         self.conditional = self.recipe.num_classes > 0
         self.phases = self.recipe.phases()
@@ -429,6 +433,9 @@ class Trainer:
     # --- pictures ------------------------------------------------------------------------------
 
     def _recalibration_inputs(self) -> tuple:
+        own = getattr(self.recipe, "sample_inputs", None)
+        if own is not None:  # a generator that takes more than latents
+            return own(self.local_batch, self._fixed)
         z = torch.randn(self.local_batch, self.G.z_dim, generator=self._fixed).to(self.device)
         if not self.conditional:
             return (z,)
@@ -444,6 +451,11 @@ class Trainer:
         folder = self.run_dir / "grids"
         folder.mkdir(exist_ok=True)
         target = folder / f"grid-{self.images_seen / 1000:011.3f}kimg.png"  # sortable, exact kimg
+        preview = getattr(self.recipe, "preview", None)
+        if preview is not None:  # the recipe's own picture (pix2pix: A | G(A) | B for fixed pairs)
+            grid, samples = preview(self.ema.module)
+            save_image_atomic(grid, target)
+            return _output_signals(samples, True)
         if self.images:
             samples = self.sample(self.grid_z, self.grid_labels)
             grid = image_grid(to_uint8_images(samples), columns=self.grid_columns)
@@ -459,7 +471,10 @@ class Trainer:
 
     def _save_reals(self) -> None:
         rng = np.random.default_rng(self.config.seed)
-        if self.images:
+        reals = getattr(self.recipe, "preview_reals", None)
+        if reals is not None:
+            save_image_atomic(reals(), self.run_dir / "reals.png")
+        elif self.images:
             picks = np.sort(rng.choice(len(self.dataset), min(self.config.grid_size, len(self.dataset)), replace=False))
             save_image_atomic(image_grid(np.asarray(self.dataset.images[picks])), self.run_dir / "reals.png")
         else:
