@@ -40,6 +40,12 @@ SETTINGS = {
         "wide": {"channel_base": 256, "channel_max": 16, "z_dim": 16, "w_dim": 16, "mapping_layers": 2},
         "bounded": False,  # linear output, as the paper: roughly [-1, 1], no tanh
     },
+    "progan": {
+        "sizes": [{"resolution": 16}, {"resolution": 32}],
+        "tiny": {"channel_base": 64, "channel_max": 8, "z_dim": 16},
+        "wide": {"channel_base": 128, "channel_max": 16, "z_dim": 16},
+        "bounded": False,  # linear toRGB, as the paper
+    },
 }
 # "classes" is class conditioning for a model with one built-in way (no `conditioning` field);
 # models with a choice are tested under each named mode instead.
