@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from ganforge.models import MODELS, TRANSLATORS, ModelConfigError, create_models, create_generator
+from ganforge.api import train_gan
+from ganforge.data.format import PreparedDataset
+from ganforge.data.prepare import prepare_dataset
+from ganforge.data.reader import to_uint8_images
+from ganforge.models import MODELS, TRANSLATORS, ModelConfigError, create_generator, create_models
 from ganforge.models.pix2pix import Pix2PixConfig
+from ganforge.train import checkpoint as ckpt
+from ganforge.train.config import ConfigError, build_config
+from ganforge.train.loop import Trainer, TrainingError
+from ganforge.train.recipes.pix2pix import Pix2PixRecipe
 
 TINY = {"width": 4, "d_width": 4}
 
@@ -39,8 +52,7 @@ def test_paper_sizes_at_256px():
     assert D(torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256)).shape == (1, 1, 30, 30)
     g_convs = [m.out_channels for m in G.down.modules() if isinstance(m, nn.Conv2d)]
     assert g_convs == [2, 4, 8, 16, 16, 16, 16, 16]  # width x 1, 2, 4, 8, 8, ...
-    dropouts = [any(isinstance(m, nn.Dropout) for m in layer.modules()) for layer in G.up]
-    assert dropouts == [True, True, True, False, False, False, False, False]  # the innermost three decoders
+    assert G.dropout_after == (0, 1, 2)  # the innermost three decoder layers, as unet_256
 
 
 def test_label_map_input_is_one_hot():
@@ -87,6 +99,8 @@ def test_eval_mode_is_deterministic(norm):
         first, second = G(a), G(a)
         alone = G(a[:1])
     assert torch.equal(first, second)
+    G.train()  # in training the masks come from the generator given, so a seeded stream repeats them
+    assert torch.equal(G(a, torch.Generator().manual_seed(3)), G(a, torch.Generator().manual_seed(3)))
     # no batch statistics in eval: one image's output does not depend on the rest of its batch
     assert torch.allclose(alone, first[:1], atol=1e-6)
 
@@ -97,3 +111,198 @@ def test_registered_as_a_translator_only():
     cfg, G, _ = create_models("pix2pix", resolution=16, in_channels=1, channels=3, **TINY)
     rebuilt = create_generator("pix2pix", dataclasses.asdict(cfg))  # as export will read it back
     rebuilt.load_state_dict(G.state_dict())
+
+
+# --- the recipe -------------------------------------------------------------------------------------
+
+QUIET = {"progress": False, "workers": 1}
+RUN = {"model.width": 4, "model.d_width": 4, "batch_size": 4, "tick_kimg": 0.008, "device": "cpu"}
+
+
+def _photos(folder: Path, count: int = 12, size: int = 16) -> Path:
+    """Distinct colour images: a coloured square on another colour, with some noise."""
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        image = np.empty((size, size, 3), np.uint8)
+        image[:] = rng.integers(0, 256, 3)
+        image[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = rng.integers(0, 256, 3)
+        noisy = np.clip(image.astype(int) + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(noisy).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return _photos(tmp_path_factory.mktemp("src") / "photos")
+
+
+@pytest.fixture(scope="module")
+def gray_pairs(photos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "gray"
+    prepare_dataset(photos, out, resolution=16, derive="gray", **QUIET)
+    return out
+
+
+class StubG(nn.Module):
+    """Always the same output (what G(A) would be), with a parameter so it can be optimised."""
+
+    z_dim = 0
+
+    def __init__(self, out: torch.Tensor):
+        super().__init__()
+        self.out, self.scale = out, nn.Parameter(torch.ones(()))
+
+    def forward(self, a, generator=None):
+        return self.out * self.scale
+
+
+class StubD(nn.Module):
+    """Fixed logits: one table for the real B, another for anything else (the fakes)."""
+
+    def __init__(self, real_b, real_logits, fake_logits):
+        super().__init__()
+        self.real_b, self.real_logits, self.fake_logits = real_b, real_logits, fake_logits
+
+    def forward(self, a, b):
+        return self.real_logits if torch.equal(b, self.real_b) else self.fake_logits
+
+
+def _softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "lsgan"])
+def test_losses_match_a_hand_computation(gray_pairs, loss):
+    config = build_config(str(gray_pairs), "pix2pix", {**RUN, "loss": loss, "l1_weight": 10})
+    dataset = PreparedDataset(gray_pairs)
+    recipe = Pix2PixRecipe(config, dataset, torch.device("cpu"), torch.Generator().manual_seed(0))
+    a, b = torch.zeros(1, 1, 2, 2), torch.full((1, 3, 2, 2), 0.5)
+    fake = torch.tensor([-0.25, 0.5, 1.0, 0.0]).repeat(3).reshape(1, 3, 2, 2)  # |fake - b| = .75 .0 .5 .5
+    real_logits, fake_logits = torch.tensor([[[[2.0, -1.0]]]]), torch.tensor([[[[0.5, -3.0]]]])
+    recipe.networks = {"G": StubG(fake), "D": StubD(b, real_logits, fake_logits)}
+    phases = {p.name: p for p in recipe.phases()}
+    assert list(phases) == ["Dmain", "Gmain"]
+    batch = recipe.make_batch(phases["Dmain"], (a, b), torch.zeros(1, 0))
+    d, d_stats = recipe.loss(phases["Dmain"], batch)
+    g, g_stats = recipe.loss(phases["Gmain"], batch)
+    if loss == "nonsaturating":  # BCE(l, 1) = softplus(-l), BCE(l, 0) = softplus(l)
+        d_real = (_softplus(-2.0) + _softplus(1.0)) / 2
+        d_fake = (_softplus(0.5) + _softplus(-3.0)) / 2
+        adversarial = (_softplus(-0.5) + _softplus(3.0)) / 2
+    else:
+        d_real, d_fake = ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2, (0.5**2 + 3.0**2) / 2
+        adversarial = ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2
+    l1 = (0.75 + 0 + 0.5 + 0.5) / 4
+    assert d.item() == pytest.approx(0.5 * (d_real + d_fake), rel=1e-6)  # halved, as in the paper
+    assert g.item() == pytest.approx(adversarial + 10 * l1, rel=1e-6)
+    assert g_stats["G_L1"].item() == pytest.approx(l1) and g_stats["G_adv"].item() == pytest.approx(adversarial, rel=1e-6)
+    assert d_stats["D_accuracy"].item() == pytest.approx(0.5 * (0.5 + 0.5))
+    g.backward()  # G's loss reaches G through the fakes D's phase kept
+    assert recipe.networks["G"].scale.grad is not None
+
+
+def test_wrong_data_and_settings_are_refused(gray_pairs, photos, tmp_path):
+    images = tmp_path / "images"
+    prepare_dataset(photos, images, resolution=16, **QUIET)
+    with pytest.raises(TrainingError, match="pix2pix learns from pairs"):
+        Trainer(build_config(str(images), "pix2pix", RUN), None, progress=False)
+    with pytest.raises(TrainingError, match="loss=nonsaturating"):
+        Trainer(build_config(str(gray_pairs), "pix2pix", {**RUN, "loss": "hinge"}), None, progress=False)
+    with pytest.raises(TrainingError, match="comes from the dataset"):
+        Trainer(build_config(str(gray_pairs), "pix2pix", {**RUN, "model.in_channels": 3}), None, progress=False)
+    with pytest.raises(TrainingError, match="does not use augment"):
+        Trainer(build_config(str(gray_pairs), "pix2pix", {**RUN, "augment": "ada"}), None, progress=False)
+    with pytest.raises(ConfigError, match="l1_weight"):
+        build_config(str(gray_pairs), "pix2pix", {"l1_weight": -1})
+
+
+def _cells(picture: Image.Image, size: int, columns: int) -> list[np.ndarray]:
+    """The grid's cells, left to right then down, from a whole-factor enlarged image_grid picture."""
+    canvas = np.asarray(picture)
+    scale = canvas.shape[1] // (columns * (size + 1) + 1)
+    canvas = canvas[::scale, ::scale]
+    rows = (canvas.shape[0] - 1) // (size + 1)
+    return [canvas[1 + r * (size + 1) : 1 + r * (size + 1) + size, 1 + c * (size + 1) : 1 + c * (size + 1) + size]
+            for r in range(rows) for c in range(columns)]
+
+
+@pytest.mark.parametrize("derive_mode", ["gray", "labels:3"])
+def test_trains_end_to_end_and_the_grid_is_a_beside_g_of_a_beside_b(photos, tmp_path, derive_mode):
+    data = tmp_path / "pairs"
+    prepare_dataset(photos, data, resolution=16, derive=derive_mode, **QUIET)
+    run = train_gan(data, preset="pix2pix", overrides={**RUN, "kimg": 0.016, "runs_dir": str(tmp_path / "runs")},
+                    progress=False).run_dir
+    grids = sorted((run / "grids").glob("grid-*.png"))
+    assert [g.name for g in grids] == ["grid-0000000.000kimg.png", "grid-0000000.008kimg.png", "grid-0000000.016kimg.png"]
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "loss_G" in r]
+    assert trained and all(math.isfinite(r["loss_G"]) and math.isfinite(r["G_L1"]) for r in trained)
+    assert (run / "reals.png").exists()
+
+    # the grid: 12 pairs as A | G(A) | B, 4 to a row; G(A) is the saved average in eval mode
+    dataset = PreparedDataset(data)
+    state = ckpt.latest_loadable(run / "checkpoints")[1]
+    G = create_generator("pix2pix", state["model_config"])
+    G.load_state_dict(state["G_ema"])
+    G.eval()
+    index = np.sort(np.random.default_rng(0).choice(len(dataset), 12, replace=False))
+    labels = derive_mode.startswith("labels")
+    a = torch.from_numpy(np.asarray(dataset.a[index]))
+    a = a[..., 0].long() if labels else a.permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        expected = to_uint8_images(G(a))
+    cells = _cells(Image.open(grids[-1]).convert("RGB"), 16, 12)
+    for k in range(12):
+        assert np.array_equal(cells[3 * k + 1], expected[k]), k  # G(A)
+        assert np.array_equal(cells[3 * k + 2], np.asarray(dataset.b[index[k]])), k  # B
+        shown = cells[3 * k]
+        if labels:  # each class one colour
+            classes = np.asarray(dataset.a[index[k], :, :, 0])
+            for c in np.unique(classes):
+                assert len(np.unique(shown[classes == c], axis=0)) == 1
+        else:
+            assert np.array_equal(shown[..., 0], np.asarray(dataset.a[index[k], :, :, 0]))
+
+
+class StopAt:
+    """A callback that stops training at its first tick at or past `images` (as Ctrl-C would, the budget kept)."""
+
+    name = "stop-at"
+
+    def __init__(self, images: int):
+        self.images = images
+
+    def on_tick(self, trainer, log, final) -> bool:
+        return trainer.images_seen >= self.images
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, state: dict) -> None:
+        pass
+
+
+def test_resume_equals_an_uninterrupted_run(gray_pairs, tmp_path):
+    # batch norm's running statistics, dropout's draws and the learning-rate ramp (over the last half of
+    # the budget, from the preset) all have to continue where they stopped
+    overrides = {**RUN, "model.norm": "batch", "kimg": 0.032}
+    straight = train_gan(gray_pairs, preset="pix2pix", overrides={**overrides, "runs_dir": str(tmp_path / "a")},
+                         progress=False).run_dir
+    stopped = tmp_path / "b"
+    stopped.mkdir()
+    trainer = Trainer(build_config(str(gray_pairs), "pix2pix", overrides), stopped, progress=False)
+    trainer.add_callback(StopAt(16))
+    assert trainer.run() == "patience" and trainer.images_seen == 16
+    assert trainer.config.lr_ramp_down == 0.5 and trainer.lr_factor() == 1.0
+    train_gan(resume=stopped, progress=False)
+    a, b = (ckpt.latest_loadable(run / "checkpoints")[1] for run in (straight, stopped))
+    assert a["images_seen"] == b["images_seen"] == 32 and a["step"] == b["step"] == 8
+    for role in a["networks"]:
+        for key, value in a["networks"][role].items():
+            assert torch.equal(b["networks"][role][key], value), f"{role}.{key}"
+    for name in a["optimizers"]:  # Adam's moments and step counts continue, as does the learning-rate ramp
+        for k, moments in a["optimizers"][name]["state"].items():
+            for key, value in moments.items():
+                assert torch.equal(b["optimizers"][name]["state"][k][key], value), f"{name}.{k}.{key}"
+    assert torch.equal(a["rng"], b["rng"]) and a["reader"] == b["reader"]

@@ -136,12 +136,19 @@ class UNetGenerator(nn.Module):
             if i == 0:
                 self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(source, config.channels, 4, 2, 1), nn.Tanh()))
                 continue
-            layers = [nn.ReLU(), nn.ConvTranspose2d(source, widths[i - 1], 4, 2, 1, bias=bias), _norm(config.norm, widths[i - 1])]
-            if j < config.dropout_layers and config.dropout > 0:
-                layers.append(nn.Dropout(config.dropout))
-            self.up.append(nn.Sequential(*layers))
+            self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(source, widths[i - 1], 4, 2, 1, bias=bias),
+                                         _norm(config.norm, widths[i - 1])))
+        # dropout after these decoder layers (not the output layer), in training mode only
+        self.dropout_after = tuple(range(min(config.dropout_layers, n - 1))) if config.dropout > 0 else ()
 
-    def forward(self, a: torch.Tensor) -> torch.Tensor:
+    def _dropout(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        # by hand rather than nn.Dropout, so the masks can come from the trainer's stream (exact resume)
+        keep = 1.0 - self.config.dropout
+        mask = torch.empty_like(x).bernoulli_(keep, generator=generator)
+        return x * mask / keep
+
+    def forward(self, a: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`generator` draws the dropout masks in training mode (None: torch's global stream)."""
         x = encode_input(self.config, a)  # (B, C_in, H, W)
         step = 2**self.config.encoder_depth
         if x.shape[-1] % step or x.shape[-2] % step:
@@ -151,9 +158,10 @@ class UNetGenerator(nn.Module):
         for layer in self.down:
             x = layer(x)
             skips.append(x)
-        x = self.up[0](skips.pop())  # from the bottleneck
-        for layer in self.up[1:]:
-            x = layer(torch.cat([x, skips.pop()], dim=1))  # (B, 2C, h, w): decoder beside the encoder
+        for j, layer in enumerate(self.up):  # up[0] starts from the bottleneck, which has no skip to join
+            x = layer(skips.pop() if j == 0 else torch.cat([x, skips.pop()], dim=1))  # (B, 2C, h, w) with a skip
+            if self.training and j in self.dropout_after:
+                x = self._dropout(x, generator)
         return x
 
 

@@ -43,7 +43,7 @@ class TrainConfig:
     data: str = ""  # a prepared dataset folder
     preset: str = ""  # the preset this config started from (recorded, not read again)
     model: dict = field(default_factory=lambda: {"name": "dcgan"})  # "name" + the architecture's fields
-    recipe: str = "auto"  # the model family's training recipe: auto (by model name) | classic | stylegan2 | progressive
+    recipe: str = "auto"  # the model family's training recipe: auto (by model name) | classic | stylegan2 | progressive | pix2pix
     conditional: str = "auto"  # auto: use the dataset's labels when it has them | yes | no
     loss: str = "nonsaturating"  # nonsaturating | minimax (Goodfellow 2014, as written) | hinge | wgan-gp | lsgan
     batch_size: int = 64  # global: split across processes under torchrun
@@ -75,7 +75,8 @@ class TrainConfig:
     grow_stable_kimg: float = 600.0  # progressive: thousands of images at each resolution once faded in (the paper's 600)
     grow_fade_kimg: float = 600.0  # progressive: thousands of images over which each new resolution fades in
     grow_batch: str = ""  # progressive: batch size by resolution, e.g. "4:128,8:128,16:64"; others use batch_size
-    flip: bool = False  # random horizontal flips of real images
+    l1_weight: float = 100.0  # pix2pix: weight of the L1 distance between G(A) and B beside the GAN loss (the paper's 100)
+    flip: bool = False  # random horizontal flips of real images (of both sides of a pair alike)
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
     epochs: float = 0.0  # budget in passes over the dataset
     minutes: float = 0.0  # budget in wall-clock minutes
@@ -122,7 +123,7 @@ class TrainConfig:
             raise ConfigError(f"lr_ramp_down is a fraction of the budget between 0 and 1, not {self.lr_ramp_down}.")
         non_negative = ("kimg", "epochs", "minutes", "r1_gamma", "gp_weight", "acgan_weight", "ema_kimg", "ema_rampup",
                         "eval_minutes", "patience", "max_rollbacks", "seed", "drift_weight", "grow_stable_kimg",
-                        "grow_fade_kimg")
+                        "grow_fade_kimg", "l1_weight")
         negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
         if negative:
             raise ConfigError(f"{', '.join(negative)}: cannot be negative.")
