@@ -42,6 +42,7 @@ from ganforge.data.format import (FORMAT_NAME, MANIFEST, PAIR_KINDS, PAIRED_FORM
 from ganforge.data.output import (OUTPUT_FILES, PARTIAL, PrepareError, check_writable, clear_output, make_folder,
                                   previous_manifest, remove_leftovers, reuse_or_clear)
 from ganforge.data.reader import BatchReader, BatchSizeError
+from ganforge.data.results import INTERRUPTED, PrepareResult, check_resolution, files_digest, reused_result
 from ganforge.data.sources import FolderSource, ZipSource, open_source
 
 ROWS = 256  # images per piece when copying or deriving: memory stays flat whatever N is
@@ -71,9 +72,10 @@ def pair_mode(opts) -> str | None:
     return given[0][1]
 
 
-def prepare_pairs(src: str, out: Path, opts, mode: str, progress: bool):
-    """The paired or unpaired preparation of `src` into `out` (see the module docstring)."""
-    from ganforge.data.prepare import check_resolution
+def prepare_pairs(src: str, out: Path, opts, mode: str, progress: bool, prepare_side):
+    """The paired or unpaired preparation of `src` into `out` (see the module docstring). `prepare_side` is
+    `prepare.prepare_dataset`, given by its caller: it prepares one side as an ordinary image set (passed in,
+    not imported, so the two modules do not import each other)."""
 
     spec = derive_mod.parse_derive(opts.derive) if mode == "derive" else None
     base = _prepared_source(src) if mode == "derive" else None
@@ -107,9 +109,8 @@ def prepare_pairs(src: str, out: Path, opts, mode: str, progress: bool):
         try:
             PreparedDataset(out)
             remove_leftovers(out, (PARTIAL,))
-            from ganforge.data.prepare import _reused
 
-            return _reused(out, previous)
+            return reused_result(out, previous)
         except DatasetError as exc:
             print(f"{out} was prepared with these settings but is damaged, so it is prepared again. ({exc})",
                   file=sys.stderr, flush=True)
@@ -124,15 +125,14 @@ def prepare_pairs(src: str, out: Path, opts, mode: str, progress: bool):
     write_json_atomic(work / "plan.json", plan)
     try:
         if mode == "name":
-            parts = _pair_by_name(src, other, work, out, opts, progress)
+            parts = _pair_by_name(src, other, work, out, opts, progress, prepare_side)
         elif mode == "side-by-side":
             parts = _split_side_by_side(src, work, out, opts, progress)
         elif mode == "derive":
-            parts = _derive_pairs(src, base, spec, work, out, opts, progress)
+            parts = _derive_pairs(src, base, spec, work, out, opts, progress, prepare_side)
         else:
-            parts = _unpaired(src, other, work, out, opts, progress)
+            parts = _unpaired(src, other, work, out, opts, progress, prepare_side)
     except KeyboardInterrupt:
-        from ganforge.data.prepare import INTERRUPTED
 
         print(INTERRUPTED, file=sys.stderr, flush=True)
         raise
@@ -167,7 +167,6 @@ def _identity(src: str) -> str:
 
 def _sources_digest(sources: list[str]) -> str:
     """One digest of every source's file list: a changed source makes the unfinished work stale."""
-    from ganforge.data.prepare import _digest
 
     digest = hashlib.sha256()
     for src in sources:
@@ -176,7 +175,7 @@ def _sources_digest(sources: list[str]) -> str:
             manifest = PreparedDataset(path).manifest
             digest.update(json.dumps([manifest.get("files_digest"), manifest.get("settings")]).encode())
         elif path.exists():
-            digest.update(_digest(open_source(path).scan()[0]).encode())
+            digest.update(files_digest(open_source(path).scan()[0]).encode())
         else:
             digest.update(src.encode())  # a dataset name: its files are checked by their checksums
         digest.update(b"\0")
@@ -190,9 +189,8 @@ def _read_json(path: Path):
         return None
 
 
-def _prepare_side(src: str, work: Path, side: str, opts, progress: bool) -> tuple[PreparedDataset, dict]:
+def _prepare_side(src: str, work: Path, side: str, opts, progress: bool, prepare_dataset) -> tuple[PreparedDataset, dict]:
     """One side as an ordinary image preparation in work/side (resumed or reused when run again)."""
-    from ganforge.data.prepare import prepare_dataset
 
     keep = ("resolution", "crop", "labels", "channels", "background", "min_size", "max_pixels", "workers", "mirror")
     if progress:
@@ -233,9 +231,9 @@ def _stem_keys(names: list[str]) -> tuple[str, dict[str, str]]:
     return top or "", keys
 
 
-def _pair_by_name(src, other, work, out, opts, progress) -> dict:
-    a_set, a_report = _prepare_side(src, work, "a", opts, progress)
-    b_set, b_report = _prepare_side(other, work, "b", opts, progress)
+def _pair_by_name(src, other, work, out, opts, progress, prepare_side) -> dict:
+    a_set, a_report = _prepare_side(src, work, "a", opts, progress, prepare_side)
+    b_set, b_report = _prepare_side(other, work, "b", opts, progress, prepare_side)
     sides = {}
     for side, report in (("a", a_report), ("b", b_report)):
         names = [r["source"] for r in report["included"]] + [s["source"] for s in report["skipped"]]
@@ -382,10 +380,10 @@ def _split_chunk(source, files, index: int, work: Path, opts: DecodeOptions) -> 
     write_json_atomic(work / f"chunk-{index:06d}.json", records)  # last: marks the chunk done
 
 
-def _derive_pairs(src, base, spec, work, out, opts, progress) -> dict:
+def _derive_pairs(src, base, spec, work, out, opts, progress, prepare_side) -> dict:
     report = None
     if base is None:
-        base, report = _prepare_side(src, work, "b", opts, progress)
+        base, report = _prepare_side(src, work, "b", opts, progress, prepare_side)
     images = base.images  # (N, R, R, C) uint8, memory-mapped
     if spec.mode == "gray" and base.channels == 1:
         raise PrepareError(f"--derive gray needs colour images, but every image of {src} is grey: "
@@ -434,9 +432,9 @@ def _derive_pairs(src, base, spec, work, out, opts, progress) -> dict:
             "files_found": base.manifest.get("files_found", len(images))}
 
 
-def _unpaired(src, other, work, out, opts, progress) -> dict:
-    a_set, a_report = _prepare_side(src, work, "a", opts, progress)
-    b_set, b_report = _prepare_side(other, work, "b", opts, progress)
+def _unpaired(src, other, work, out, opts, progress, prepare_side) -> dict:
+    a_set, a_report = _prepare_side(src, work, "a", opts, progress, prepare_side)
+    b_set, b_report = _prepare_side(other, work, "b", opts, progress, prepare_side)
     sides = {"a": _side_info(a_set, src, a_set.manifest["source_sha256"]),
              "b": _side_info(b_set, other, b_set.manifest["source_sha256"])}
     os.replace(a_set.path / "images.npy", out / "a.npy")
@@ -448,7 +446,6 @@ def _unpaired(src, other, work, out, opts, progress) -> dict:
 
 
 def _finish(out: Path, kind: str, mode: str, settings: dict, digest: str, parts: dict):
-    from ganforge.data.prepare import PrepareResult
 
     skipped = sorted(parts["skipped"], key=lambda s: (s["side"], s["source"]))
     write_json_atomic(out / REPORT, {"source": settings["source"], "included": parts["included"], "skipped": skipped})

@@ -51,9 +51,17 @@ from ganforge.data.output import (
     reuse_or_clear,
     unwritable_message,
 )
+from ganforge.data.results import (  # noqa: F401  (re-exported)
+    INTERRUPTED,
+    MAX_RESOLUTION,
+    MIN_RESOLUTION,
+    PrepareResult,
+    check_resolution,
+)
+from ganforge.data.results import files_digest as _digest
+from ganforge.data.results import reused_result as _reused
 from ganforge.data.sources import Skipped, SourceFile, label_root, open_source
 
-MIN_RESOLUTION, MAX_RESOLUTION = 4, 4096
 
 
 @dataclass
@@ -114,54 +122,9 @@ class PrepareOptions:
         return {k: (str(v) if k == "channels" else v) for k, v in asdict(self).items() if k in keep}
 
 
-def check_resolution(resolution) -> None:
-    """Training builds its networks by doubling, so a prepared resolution is a power of two."""
-    if resolution is None:
-        raise PrepareError("--resolution is required for images, for example --resolution 64.")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)):
-        raise PrepareError(f"resolution must be a whole number of pixels, for example 64, not {resolution!r}.")
-    if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
-        raise PrepareError(f"resolution must be between {MIN_RESOLUTION} and {MAX_RESOLUTION} pixels, not {resolution}.")
-    if resolution & (resolution - 1):
-        lower = 1 << (int(resolution).bit_length() - 1)
-        raise PrepareError(f"resolution must be a power of two (the models double their size layer by layer), "
-                           f"not {resolution}: use {lower} or {2 * lower}.")
-
-
 def _check_whole(flag: str, value, minimum: int, allowed: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise PrepareError(f"{flag} must be {allowed}, not {value!r}.")
-
-
-@dataclass
-class PrepareResult:
-    path: Path
-    kind: str
-    included: int
-    skipped_by_reason: dict[str, int] = field(default_factory=dict)
-    channels: int | None = None
-    classes: list[str] | None = None
-    reused: bool = False
-
-    @property
-    def skipped(self) -> int:
-        return sum(self.skipped_by_reason.values())
-
-    def summary(self) -> str:
-        if self.reused:
-            head = f"{self.path} is already prepared with these settings: nothing to do."
-        else:
-            noun = {"points": "point", "paired": "pair"}.get(self.kind, "image")
-            head = f"Prepared {self.included:,} {noun}{'' if self.included == 1 else 's'} into {self.path}"
-        lines = [head]
-        if self.kind != "points":
-            lines.append(f"  included: {self.included:,}" + (f" in {len(self.classes)} classes" if self.classes else ""))
-            lines.append(f"  skipped:  {self.skipped:,}")
-            for reason, n in sorted(self.skipped_by_reason.items(), key=lambda kv: -kv[1]):
-                lines.append(f"    {n:>8,}  {reason}")
-            if self.skipped:
-                lines.append(f"  Every file and the reason for each skip: {self.path / REPORT}")
-        return "\n".join(lines)
 
 
 def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress: bool = True, **options) -> PrepareResult:
@@ -178,7 +141,7 @@ def prepare_dataset(src: str | os.PathLike, out: str | os.PathLike, *, progress:
 
     mode = pair_mode(opts)
     if mode is not None:
-        return prepare_pairs(str(src), out, opts, mode, progress)
+        return prepare_pairs(str(src), out, opts, mode, progress, prepare_side=prepare_dataset)
     _refuse_wrong_source(str(src))  # before the options: a wrong source is the first thing to fix
     opts.validate(_kind_of(str(src)))  # before resolving: a named dataset may take minutes to load
     table = read_attribute_file(opts.attributes) if opts.attributes is not None else None  # before a long scan
@@ -222,11 +185,6 @@ def _damage(out: Path) -> str | None:
     except DatasetError as exc:
         return str(exc)
     return None
-
-
-def _reused(out: Path, manifest: dict) -> PrepareResult:
-    return PrepareResult(out, manifest["kind"], manifest["count"], manifest.get("skipped_by_reason", {}),
-                         manifest.get("channels"), manifest.get("classes"), reused=True)
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -311,7 +269,6 @@ def _check_not_nested(src: Path, out: Path) -> None:
 # --- images --------------------------------------------------------------------------------------
 
 
-INTERRUPTED = "Interrupted. The finished part is kept: run the same command again to finish."
 
 
 def _prepare_images(source, out, files, skipped, class_of, digest, opts, settings, progress, attributes) -> PrepareResult:
@@ -452,13 +409,6 @@ def _assign_classes(source, files, skipped, opts):
         else:
             skipped.append(Skipped(f.name, "not in a class folder", "with labels=folders each image must sit in a class subfolder"))
     return kept, skipped, lambda name: name[len(root):].split("/", 1)[0]
-
-
-def _digest(files: list[SourceFile]) -> str:
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{f.name}\t{f.size}\t{f.stamp}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()
 
 
 # --- points --------------------------------------------------------------------------------------
