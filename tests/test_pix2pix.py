@@ -306,3 +306,15 @@ def test_resume_equals_an_uninterrupted_run(gray_pairs, tmp_path):
             for key, value in moments.items():
                 assert torch.equal(b["optimizers"][name]["state"][k][key], value), f"{name}.{k}.{key}"
     assert torch.equal(a["rng"], b["rng"]) and a["reader"] == b["reader"]
+
+
+def test_a_paired_dataset_trains_pix2pix_without_a_preset(gray_pairs, capsys):
+    from ganforge.api import train_gan
+    from ganforge.train.defaults import choose_defaults
+    from ganforge.train.recipes import RecipeError
+
+    config = train_gan(gray_pairs, dry_run=True, progress=True, overrides={"device": "cpu", "batch_size": 8}).config
+    assert config.preset == "pix2pix" and config.model["name"] == "pix2pix"
+    assert "12 pairs at 16 px" in capsys.readouterr().err
+    with pytest.raises(RecipeError, match="CycleGAN"):
+        choose_defaults("unpaired", 100, 32)

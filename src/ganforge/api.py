@@ -54,7 +54,7 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     overrides = dict(overrides or {})
     explained = []
     if preset is None:  # chosen from the dataset, by measurement (see train/defaults.py)
-        choice = choose_defaults(dataset.kind, len(dataset), dataset.resolution if dataset.kind == "images" else None,
+        choice = choose_defaults(dataset.kind, len(dataset), dataset.resolution if dataset.kind != "points" else None,
                                  device_kind(str(overrides.get("device", "auto"))))
         preset, explained = choice.preset, [choice.why]
         overrides = {**choice.overrides, **overrides}  # what the user gave wins
