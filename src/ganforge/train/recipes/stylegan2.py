@@ -36,7 +36,6 @@ class StyleGAN2Recipe(ClassicRecipe):
     name = "stylegan2"
 
     def __init__(self, config, dataset, device, rng):
-        super().__init__(config, dataset, device, rng)
         if dataset.kind != "images":
             raise RecipeError(f"{dataset.path} is a set of points; StyleGAN2 makes images (use --preset points).")
         if config.loss != "nonsaturating":
