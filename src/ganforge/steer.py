@@ -59,7 +59,15 @@ from ganforge.explore import (
     target_image,
 )
 from ganforge.files import atomic_write, file_sha256, write_bytes_atomic, write_json_atomic
-from ganforge.generator import Generator, GeneratorError, check_seed, check_truncation, save_image, save_png
+from ganforge.generator import (
+    Generator,
+    GeneratorError,
+    check_seed,
+    check_truncation,
+    refuse_overwrite,
+    save_image,
+    save_png,
+)
 from ganforge.models.sampling import truncates_in_w
 from ganforge.pictures import labelled_rows
 
@@ -441,7 +449,7 @@ def find_directions(gen: Generator, *, count: int = 10, samples: int | None = No
         if gen.path is None:
             raise GeneratorError("This generator was not loaded from a folder: give save=False, or load it with "
                                  "Generator.from_pretrained.")
-        _refuse(gen.path, names, overwrite)
+        refuse_overwrite(gen.path, names, overwrite)
     z, labels = _draw_z(gen, samples, seed)
     if style:
         with torch.inference_mode():
@@ -485,12 +493,6 @@ def _group_effects(gen: Generator, found: Directions, seeds: Sequence[int]) -> l
         total = sum(change.values()) or 1.0
         effects.append({g: round(v / total, 3) for g, v in change.items()})
     return effects
-
-
-def _refuse(folder: Path, names: Sequence[str], overwrite: bool) -> None:
-    from ganforge.generator import refuse_overwrite
-
-    refuse_overwrite(folder, names, overwrite)
 
 
 def _save_directions(gen: Generator, found: Directions, strip_seeds: Sequence[int]) -> None:

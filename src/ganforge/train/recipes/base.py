@@ -111,6 +111,14 @@ class Recipe:
         pass
 
     @property
+    def G(self):
+        return self.networks["G"]
+
+    @property
+    def D(self):
+        return self.networks["D"]
+
+    @property
     def z_dim(self) -> int:
         return self.networks[self.ema_role].z_dim
 

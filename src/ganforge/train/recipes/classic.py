@@ -116,14 +116,6 @@ class ClassicRecipe(Recipe):
             self._pool_attributes = torch.from_numpy(dataset.attributes).to(device)  # (N, A)
             self._pool_labels = torch.from_numpy(dataset.labels).to(device) if self.num_classes else None  # (N,)
 
-    @property
-    def G(self):
-        return self.networks["G"]
-
-    @property
-    def D(self):
-        return self.networks["D"]
-
     def optimizer_groups(self) -> dict[str, OptimizerGroup]:
         c = self.config
         betas = (c.beta1, c.beta2)
@@ -181,7 +173,9 @@ class ClassicRecipe(Recipe):
         logits, class_logits = self.D(self._augment(x), labels, **attribute_kwargs(attributes))
         return logits.float(), None if class_logits is None else class_logits.float()
 
-    def _d_main(self, batch: Batch):
+    def _d_logits(self, batch: Batch):
+        """Dmain's fakes (kept for Gmain with reuse_fakes) and D's (logits, class logits) on reals and fakes;
+        ADA observes the real logits."""
         if self.config.reuse_fakes:
             fake, conditions = self._generate_fakes(batch)  # the graph is kept for the G phase
             self._fakes, self._fakes_conditions = fake, conditions
@@ -189,10 +183,13 @@ class ClassicRecipe(Recipe):
         else:
             with torch.no_grad():
                 fake, conditions = self._generate_fakes(batch)
-        real_logits, real_classes = self._discriminate(batch.real, *self.real_conditions(batch))
-        fake_logits, fake_classes = self._discriminate(fake, *conditions)
+        real = self._discriminate(batch.real, *self.real_conditions(batch))
         if self.augment is not None:
-            self.augment.observe(real_logits)
+            self.augment.observe(real[0])
+        return fake, conditions, real, self._discriminate(fake, *conditions)
+
+    def _d_main(self, batch: Batch):
+        fake, conditions, (real_logits, real_classes), (fake_logits, fake_classes) = self._d_logits(batch)
         loss = d_loss(self.config.loss, real_logits, fake_logits)
         if self.config.loss == "wgan-gp":
             loss = loss + self.config.gp_weight * self._gradient_penalty(batch.real, fake, *self.real_conditions(batch))

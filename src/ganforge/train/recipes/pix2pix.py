@@ -105,14 +105,6 @@ class Pix2PixRecipe(Recipe):
         self._preview_index = np.sort(pick)  # fixed for the whole run: every tick shows the same pairs
 
     @property
-    def G(self):
-        return self.networks["G"]
-
-    @property
-    def D(self):
-        return self.networks["D"]
-
-    @property
     def z_dim(self) -> int:
         return 0
 

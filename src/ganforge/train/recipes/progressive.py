@@ -130,17 +130,7 @@ class ProgressiveRecipe(ClassicRecipe):
         return batch
 
     def _d_main(self, batch: Batch):
-        if self.config.reuse_fakes:
-            fake, conditions = self._generate_fakes(batch)  # the graph is kept for the G phase
-            self._fakes, self._fakes_conditions = fake, conditions
-            fake = fake.detach()
-        else:
-            with torch.no_grad():
-                fake, conditions = self._generate_fakes(batch)
-        real_logits, _ = self._discriminate(batch.real, *self.real_conditions(batch))
-        fake_logits, _ = self._discriminate(fake, *conditions)
-        if self.augment is not None:
-            self.augment.observe(real_logits)
+        fake, _, (real_logits, _), (fake_logits, _) = self._d_logits(batch)
         loss = d_loss(self.config.loss, real_logits, fake_logits)
         stats = {}
         if self.config.loss == "wgan-gp":
