@@ -44,6 +44,7 @@ from ganforge.models.layers import (
     check_attributes,
     check_bool,
     check_conditioning,
+    check_channels,
     check_int,
     check_labels,
     init_dcgan_weights,
@@ -77,11 +78,7 @@ class DCGANConfig:
                 f"{NAME} config: resolution must be a power of two between 16 and 256 (16, 32, 64, "
                 f"128 or 256), got {self.resolution}; resize the dataset to one of these sizes."
             )
-        check_int(NAME, "channels", self.channels, 1)
-        if self.channels not in (1, 3, 4):
-            raise ModelConfigError(
-                f"{NAME} config: channels must be 1 (grey), 3 (RGB) or 4 (RGBA), got {self.channels!r}."
-            )
+        check_channels(NAME, self.channels)
         check_int(NAME, "z_dim", self.z_dim, 1)
         check_int(NAME, "num_classes", self.num_classes, 0)
         check_conditioning(NAME, self.conditioning)

@@ -44,6 +44,22 @@ def check_int(model: str, field: str, value: object, low: int, high: int | None 
         raise ModelConfigError(f"{model} config: {field} must be {bounds}, got {value}.")
 
 
+def check_channels(model: str, channels: object) -> None:
+    check_int(model, "channels", channels, 1)
+    if channels not in (1, 3, 4):
+        raise ModelConfigError(f"{model} config: channels must be 1 (grey), 3 (RGB) or 4 (RGBA), got {channels!r}.")
+
+
+def check_resolution(model: str, resolution: object, allowed: tuple[int, ...]) -> None:
+    """One of `allowed` (powers of two, ascending)."""
+    check_int(model, "resolution", resolution, 1)
+    if resolution not in allowed:
+        raise ModelConfigError(
+            f"{model} config: resolution must be a power of two between {allowed[0]} and {allowed[-1]} "
+            f"({', '.join(map(str, allowed))}), got {resolution}; resize the dataset to one of these."
+        )
+
+
 def check_bool(model: str, field: str, value: object) -> None:
     if not isinstance(value, bool):
         raise ModelConfigError(

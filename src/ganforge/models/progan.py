@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganforge.models.layers import ModelConfigError, check_int, check_labels
+from ganforge.models.layers import ModelConfigError, check_channels, check_int, check_labels, check_resolution
 from ganforge.models.stylegan2 import (
     EqualConv2d,
     EqualLinear,
@@ -58,17 +58,8 @@ class ProGANConfig:
         self.validate()
 
     def validate(self) -> None:
-        check_int(NAME, "resolution", self.resolution, 1)
-        if self.resolution not in RESOLUTIONS:
-            raise ModelConfigError(
-                f"{NAME} config: resolution must be a power of two between 8 and 1024 "
-                f"({', '.join(map(str, RESOLUTIONS))}), got {self.resolution}; resize the dataset to one of these."
-            )
-        check_int(NAME, "channels", self.channels, 1)
-        if self.channels not in (1, 3, 4):
-            raise ModelConfigError(
-                f"{NAME} config: channels must be 1 (grey), 3 (RGB) or 4 (RGBA), got {self.channels!r}."
-            )
+        check_resolution(NAME, self.resolution, RESOLUTIONS)
+        check_channels(NAME, self.channels)
         for field in ("z_dim", "mbstd_group", "channel_base", "channel_max"):
             check_int(NAME, field, getattr(self, field), 1)
         check_int(NAME, "num_classes", self.num_classes, 0)
