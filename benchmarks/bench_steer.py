@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from ganforge.generator import Generator
-    from ganforge.steer import DIRECTIONS_JSON, Steer, find_directions
+    from ganforge.directions import DIRECTIONS_JSON, Steer, find_directions
 
     for folder in args.generators:
         with tempfile.TemporaryDirectory() as tmp:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge import steer
+from ganforge import directions, steer
 from ganforge.api import train_gan
 from ganforge.cli import main
 from ganforge.export import export_generator
@@ -128,8 +128,8 @@ def test_style_mix_refuses_dcgan_with_a_way_out(dcgan):
 @pytest.mark.parametrize("which", ["sg2", "dcgan"])
 def test_directions_are_orthonormal_reproducible_and_saved(which, request):
     gen = request.getfixturevalue(which)
-    found = steer.find_directions(gen, count=4, samples=600)
-    again = steer.find_directions(gen, count=4, samples=600, save=False)
+    found = directions.find_directions(gen, count=4, samples=600)
+    again = directions.find_directions(gen, count=4, samples=600, save=False)
     v = found.vectors
     assert torch.allclose(v @ v.T, torch.eye(4), atol=1e-5)
     assert torch.equal(found.vectors, again.vectors) and torch.equal(found.sigma, again.sigma)
@@ -137,7 +137,7 @@ def test_directions_are_orthonormal_reproducible_and_saved(which, request):
     assert found.space == ("w" if which == "sg2" else "z")
     for name in ("directions.json", "directions.safetensors", "directions.png", "directions/direction-03.png"):
         assert (gen.path / name).is_file()
-    loaded = steer.load_directions(gen)
+    loaded = directions.load_directions(gen)
     assert torch.equal(loaded.vectors, found.vectors) and loaded.layers == found.layers
     if which == "sg2":  # sigma is w's spread along each direction: check it against the samples
         z, _ = steer._draw_z(gen, 600, 0)
@@ -145,30 +145,30 @@ def test_directions_are_orthonormal_reproducible_and_saved(which, request):
         assert torch.allclose(((w - w.mean(0)) @ v.T).std(0), found.sigma, rtol=1e-3)
         assert set(json.loads((gen.path / "directions.json").read_text())["directions"][0]["effect"]) == {"coarse", "fine"}
     with pytest.raises(GeneratorError, match="--overwrite"):
-        steer.find_directions(gen, count=4, samples=600)
+        directions.find_directions(gen, count=4, samples=600)
 
 
 def test_directions_found_for_other_weights_are_refused(sg2):
-    steer.find_directions(sg2, count=2, samples=300)
+    directions.find_directions(sg2, count=2, samples=300)
     meta = json.loads((sg2.path / "directions.json").read_text())
     (sg2.path / "directions.json").write_text(json.dumps({**meta, "weights_sha256": "0" * 64}))
     with pytest.raises(GeneratorError, match="other weights"):
-        steer.load_directions(sg2)
+        directions.load_directions(sg2)
     (sg2.path / "directions.safetensors").write_bytes(b"damaged")
     with pytest.raises(GeneratorError, match="damaged"):
-        steer.load_directions(sg2)
+        directions.load_directions(sg2)
 
 
 @pytest.mark.parametrize("which", ["sg2", "dcgan"])
 def test_edit_at_strength_zero_is_the_plain_sample_and_moves_otherwise(which, request, tmp_path):
     gen = request.getfixturevalue(which)
-    steer.find_directions(gen, count=3, samples=400)
-    made = steer.edit(gen, 7, direction=1, strengths=[-2, 0, 2], out=tmp_path)
+    directions.find_directions(gen, count=3, samples=400)
+    made = directions.edit(gen, 7, direction=1, strengths=[-2, 0, 2], out=tmp_path)
     plain = np.asarray(gen.sample([7])[0])
     assert same_image(made.images[1], plain)
     assert not same_image(made.images[0], plain) and not same_image(made.images[2], plain)
     assert (tmp_path / "strip.png").is_file() and (tmp_path / "edit.gif").is_file()
-    fast = steer.Steer(gen)
+    fast = directions.Steer(gen)
     assert same_image(fast.image(7, {1: 2.0}), made.images[2])
     with pytest.raises(GeneratorError, match="directions 0-2"):
         fast.image(7, {3: 1.0})
@@ -177,19 +177,19 @@ def test_edit_at_strength_zero_is_the_plain_sample_and_moves_otherwise(which, re
 
 
 def test_edit_only_moves_the_chosen_layers(sg2):
-    steer.find_directions(sg2, count=2, samples=400)
-    fast = steer.Steer(sg2)
+    directions.find_directions(sg2, count=2, samples=400)
+    fast = directions.Steer(sg2)
     base = fast.code(5)
     moved = fast.edited(base, {0: 3.0}, layers="fine")
     assert torch.equal(moved.value[:4], base.value[:4]) and not torch.equal(moved.value[4:], base.value[4:])
 
 
 def test_parse_strengths():
-    assert steer.parse_strengths("-2..2", 5) == [-2.0, -1.0, 0.0, 1.0, 2.0]
-    assert steer.parse_strengths("1.5") == [1.5]
+    assert directions.parse_strengths("-2..2", 5) == [-2.0, -1.0, 0.0, 1.0, 2.0]
+    assert directions.parse_strengths("1.5") == [1.5]
     for bad in ("a..b", "1..2..3", "50"):
         with pytest.raises(GeneratorError):
-            steer.parse_strengths(bad)
+            directions.parse_strengths(bad)
 
 
 # --- breeding with genes, recipes ----------------------------------------------------------------------
@@ -213,24 +213,24 @@ def test_children_and_edits_are_remade_exactly_from_their_recipes(sg2, tmp_path)
     assert torch.equal(first.latents, same.latents)
     saved = steer.load_styles(sg2, tmp_path / "b1" / "child-02.npy")
     assert torch.equal(saved.value, first.latents[2])
-    assert torch.equal(steer.remake(sg2, tmp_path / "b1" / "child-02.json").value, saved.value)
+    assert torch.equal(directions.remake(sg2, tmp_path / "b1" / "child-02.json").value, saved.value)
     # a grandchild, bred from a child's file: its recipe names the file by digest and carries the parent's recipe
     second = steer.breed_genes(sg2, [str(tmp_path / "b1" / "child-02.npy"), 5], children=2, seed=1, out=tmp_path / "b2")
     recipe = json.loads((tmp_path / "b2" / "child-01.json").read_text())
     assert recipe["parents"][0]["recipe"]["seed"] == 9
-    assert torch.equal(steer.remake(sg2, tmp_path / "b2" / "child-01.json").value, second.latents[1])
+    assert torch.equal(directions.remake(sg2, tmp_path / "b2" / "child-01.json").value, second.latents[1])
     # an edit of the grandchild, remade through the whole lineage
-    steer.find_directions(sg2, count=2, samples=400)
-    steer.edit(sg2, str(tmp_path / "b2" / "child-01.npy"), direction=1, strengths=[1.5], out=tmp_path / "e")
+    directions.find_directions(sg2, count=2, samples=400)
+    directions.edit(sg2, str(tmp_path / "b2" / "child-01.npy"), direction=1, strengths=[1.5], out=tmp_path / "e")
     edited = steer.load_styles(sg2, tmp_path / "e" / "edited.npy")
-    assert torch.equal(steer.remake(sg2, tmp_path / "e" / "edited.json").value, edited.value)
-    image = np.asarray(steer.Steer(sg2).image(edited))
+    assert torch.equal(directions.remake(sg2, tmp_path / "e" / "edited.json").value, edited.value)
+    image = np.asarray(directions.Steer(sg2).image(edited))
     from PIL import Image
     assert np.array_equal(image, np.asarray(Image.open(tmp_path / "e" / "edited.png")))
     # a changed parent file breaks the chain loudly, never silently
     np.save(tmp_path / "b1" / "child-02.npy", np.zeros(3, np.float32))
     with pytest.raises(GeneratorError, match="has changed"):
-        steer.remake(sg2, tmp_path / "b2" / "child-01.json")
+        directions.remake(sg2, tmp_path / "b2" / "child-01.json")
 
 
 def test_style_files_are_checked(sg2, dcgan, tmp_path):
@@ -264,7 +264,7 @@ def test_projection_recovers_a_w_the_generator_made(sg2, space, tmp_path):
         assert not torch.allclose(found.code.value[0], found.code.value[-1])  # w+: a style per layer
     saved = steer.load_styles(sg2, tmp_path / "projected.npy")
     assert saved.noise is not None and len(saved.noise) == len(steer._noise_layers(sg2))
-    assert np.array_equal(np.asarray(steer.Steer(sg2, steer.find_directions(sg2, count=2, samples=300, save=False))
+    assert np.array_equal(np.asarray(directions.Steer(sg2, directions.find_directions(sg2, count=2, samples=300, save=False))
                                      .image(saved)), np.asarray(found.reconstruction))
 
 
@@ -301,6 +301,6 @@ def test_commands_end_to_end(sg2, dcgan, tmp_path, capsys):
 
 def test_export_again_over_a_folder_with_directions(exports, tmp_path):
     folder = shutil.copytree(exports[0], tmp_path / "again")
-    steer.find_directions(Generator.from_pretrained(folder, device="cpu"), count=2, samples=300)
+    directions.find_directions(Generator.from_pretrained(folder, device="cpu"), count=2, samples=300)
     export_generator(exports[0].parent, out=folder)  # directions are ganforge's own files: not refused
-    assert len(steer.load_directions(Generator.from_pretrained(folder, device="cpu"))) == 2  # same weights: valid
+    assert len(directions.load_directions(Generator.from_pretrained(folder, device="cpu"))) == 2  # same weights: valid

@@ -186,7 +186,7 @@ def _run_style_mix(args) -> int:
 
 def _run_directions(args) -> int:
     from ganforge.generator import Generator, parse_seeds
-    from ganforge.steer import find_directions
+    from ganforge.directions import find_directions
 
     gen = Generator.from_pretrained(args.generator, device=args.device)
     found = find_directions(gen, count=args.count, samples=args.samples, seed=args.seed, layers=args.layers,
@@ -199,7 +199,7 @@ def _run_directions(args) -> int:
 
 def _run_edit(args) -> int:
     from ganforge.generator import Generator, GeneratorError
-    from ganforge.steer import edit, parse_strengths
+    from ganforge.directions import edit, parse_strengths
 
     gen = Generator.from_pretrained(args.generator, device=args.device)
     ref = args.seed if args.seed is not None else args.latent
