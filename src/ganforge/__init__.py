@@ -25,6 +25,9 @@ _LAZY = {
     "load_generator": "ganforge.export",
     "calculate_metrics": "ganforge.metrics.evaluate",
     "Generator": "ganforge.generator",
+    "Translator": "ganforge.translator",
+    "write_translations": "ganforge.translator",
+    "evaluate_translator": "ganforge.metrics.translation",
     "load_inception": "ganforge.metrics.inception",
 }
 

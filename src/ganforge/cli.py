@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ganforge import __version__
 from ganforge.cli_explore import add_explore_commands
+from ganforge.cli_translate import add_translate_commands, is_translator, run_translator_eval
 from ganforge.errors import GanforgeError
 
 
@@ -86,6 +87,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_export(commands)
     _add_sample(commands)
     add_explore_commands(commands)
+    add_translate_commands(commands)
     _add_eval(commands)
     _add_health(commands)
     _add_audit(commands)
@@ -347,6 +349,8 @@ def _run_eval(args) -> int:
     chosen = {m.strip() for m in args.metrics.split(",") if m.strip()}
     if not chosen or chosen - set(METRICS):
         raise MetricsError(f"--metrics {args.metrics!r}: choose from {','.join(METRICS)}.")
+    if is_translator(args.input):  # PSNR, SSIM, L1, FID/KID against held-out pairs, beside a trivial baseline
+        return run_translator_eval(args)
     from ganforge.metrics.inception_onnx import INSTALL_HINT, installed, requested_runtime
 
     if not args.quiet and not installed() and requested_runtime(args.runtime) == "auto":

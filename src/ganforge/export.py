@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save
 from ganforge import __version__
 from ganforge.errors import GeneratorError
 from ganforge.files import TMP_SUFFIX, file_sha256, write_bytes_atomic, write_text_atomic
-from ganforge.models import MODELS, create_generator
+from ganforge.models import MODELS, TRANSLATORS, create_generator
 from ganforge.train.checkpoint import CheckpointError, run_checkpoint
 from ganforge.train.rundir import read_metrics_log
 
@@ -48,12 +48,14 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
     target.mkdir(parents=True, exist_ok=True)
     weights = {k: v.contiguous() for k, v in state["G_ema"].items()}
     write_bytes_atomic(target / WEIGHTS, save(weights, metadata={"format": FORMAT}))
-    model_config = state["model_config"]
+    model_config, name = state["model_config"], state["model_name"]
+    module = create_generator(name, model_config)
+    translator = name in TRANSLATORS
     config = {
         "format": FORMAT, "version": VERSION, "ganforge_version": __version__,
-        "task": task_of(model_config), "architecture": state["model_name"],
-        "class_name": MODELS[state["model_name"]].generator.__name__,
-        "components": components_of(create_generator(state["model_name"], model_config)),
+        "task": "image-to-image" if translator else task_of(model_config), "architecture": name,
+        "class_name": (TRANSLATORS if translator else MODELS)[name].generator.__name__,
+        "components": components_of(module),
         "config": model_config,
         "z_dim": model_config.get("z_dim"), "resolution": model_config.get("resolution"),
         "channels": model_config.get("channels"), "classes": state.get("classes"),
@@ -62,7 +64,9 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
                      "data_summary": _data_summary(Path(state["config"]["data"]))},
         "metrics": _metrics_summary(run),
     }
-    write_text_atomic(target / CARD, model_card(config, run))
+    if translator:
+        config["translation"] = translation_of(module, model_config, Path(state["config"]["data"]))
+    write_text_atomic(target / CARD, (translator_card if translator else model_card)(config, run))
     config["files"] = {name: file_sha256(target / name) for name in (WEIGHTS, CARD)}
     write_text_atomic(target / CONFIG, json.dumps(config, indent=1) + "\n")  # last: the export is complete
     return target
@@ -73,6 +77,27 @@ def task_of(model_config: dict) -> str:
     if not model_config.get("resolution"):
         return "point-generation"
     return "class-conditional-image-generation" if model_config.get("num_classes") else "unconditional-image-generation"
+
+
+def translation_of(module: torch.nn.Module, model_config: dict, data: Path) -> dict:
+    """What an image-to-image model takes and gives, per direction: A's channels (or K label classes, with
+    the colours a map is painted in), B's channels, the scale (super-resolution), the multiple an input's
+    sides are padded to, and how A was made when the pairs were derived (`prepare --derive`)."""
+    classes = model_config.get("input_classes") or 0
+    a_side = {"kind": "labels", "classes": classes} if classes else {"kind": "image", "channels": model_config.get("in_channels")}
+    b_side = {"kind": "image", "channels": model_config.get("channels")}
+    directions = {"a_to_b": {"input": a_side, "output": b_side}}
+    if "b_to_a" in getattr(module, "components", ()):
+        directions["b_to_a"] = {"input": b_side, "output": a_side}
+    derive = None
+    try:
+        derive = json.loads((data / "manifest.json").read_text(encoding="utf-8")).get("derive")
+    except (OSError, ValueError):
+        pass  # the dataset has moved since training: a labels model then takes index maps only
+    if classes and derive and derive.get("colours_rgb"):
+        a_side["colours_rgb"], a_side["centres_lab"] = derive["colours_rgb"], derive.get("centres_lab")
+    return {"directions": directions, "scale": int(getattr(module, "scale", 1)),
+            "size_multiple": int(getattr(module, "size_multiple", 1)), "derive": derive}
 
 
 def components_of(generator: torch.nn.Module) -> dict:
@@ -172,6 +197,36 @@ def model_card(config: dict, run: Path | None = None) -> str:
         "that it does not reproduce them, especially for private or copyrighted collections.",
         "- Generated images are not photographs of anything real; label them as generated when you share them.",
         "",
+    ]
+    return "\n".join(lines)
+
+
+def translator_card(config: dict, run: Path | None = None) -> str:
+    """A README.md for an exported image-to-image model: what it turns into what, from which data, how good."""
+    training, data = config["training"], config["training"].get("data_summary") or {}
+    translation = config["translation"]
+    derive = (translation.get("derive") or {}).get("text")
+    task = {"gray": "colourises grey images", "edges": "turns edge drawings into images",
+            "sketch": "turns pencil sketches into images", "labels": "paints images from label maps",
+            "downscale": f"upscales images {translation['scale']} times"}.get(derive and derive.split(":")[0],
+                                                                              "translates images of side A into side B")
+    both = " and back (B -> A)" if "b_to_a" in translation["directions"] else ""
+    lines = [
+        f"# Image-to-image model: {config['architecture']}", "",
+        f"An image-to-image model trained with ganforge {config['ganforge_version']}: it {task}{both}. Use it with "
+        "`ganforge translate this_folder INPUT... --out DIR` or `ganforge.Translator.from_pretrained(this_folder)`. "
+        "The weights are a safetensors file: opening this folder cannot run code. Output is deterministic: no "
+        "dropout and no batch statistics at inference.", "",
+        "## Training data", "",
+        f"- Dataset: `{data.get('name') or training['dataset']}`"
+        + (f", {data['images']} pairs at {data['resolution']} px" if data else "")
+        + (f", side A derived with `--derive {derive}`" if derive else ""),
+        f"- Trained on {training['images_seen'] / 1000:.1f} thousand images shown, loss `{training['loss']}`, "
+        f"checkpoint `{training['checkpoint']}`", "",
+        "## Limitations and responsible use", "",
+        "- It learned from its training pairs only: on very different images it invents plausible but wrong "
+        "detail (colours, textures). Do not use its output as evidence of what an original looked like.",
+        "- Measure it on held-out pairs with `ganforge eval this_folder --data PAIRS` before relying on it.", "",
     ]
     return "\n".join(lines)
 

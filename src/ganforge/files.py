@@ -25,6 +25,8 @@ from typing import Any
 from ganforge.errors import GanforgeError
 
 TMP_SUFFIX = ".tmp"
+# the picture files a folder of images is read for (metrics, translate)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 
 

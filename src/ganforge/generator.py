@@ -56,6 +56,10 @@ class Generator:
         self.module = module.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         self.config = config
         self.path = path
+        if config.get("task") == "image-to-image":
+            raise GeneratorError(f"{path or 'This model'} is an image-to-image model: it turns images into images and "
+                                 "draws none from seeds. Use `ganforge translate MODEL INPUT... --out DIR` (or "
+                                 "ganforge.Translator).")
         model = config["config"]
         self.z_dim: int = model["z_dim"]
         self.resolution: int | None = model.get("resolution")

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from ganforge.errors import GanforgeError
+from ganforge.files import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 class SourceError(GanforgeError, ValueError):

@@ -116,10 +116,12 @@ class UNetGenerator(nn.Module):
     """G(a) -> b: float (B, channels, H, W) in [-1, 1]. Fully convolutional: any H, W divisible by 2**depth."""
 
     z_dim = 0  # no latent: the training loop's latent draws are empty
+    scale = 1  # the output is the input's size
 
     def __init__(self, config: Pix2PixConfig):
         super().__init__()
         self.config = config
+        self.size_multiple = 2**config.encoder_depth  # H and W must divide by it (translate pads to it)
         n, w = config.encoder_depth, config.width
         widths = [w * min(2**i, 8) for i in range(n)]
         bias = config.norm != "batch"  # batch norm's shift makes a conv bias redundant
