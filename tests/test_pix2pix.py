@@ -316,5 +316,21 @@ def test_a_paired_dataset_trains_pix2pix_without_a_preset(gray_pairs, capsys):
     config = train_gan(gray_pairs, dry_run=True, progress=True, overrides={"device": "cpu", "batch_size": 8}).config
     assert config.preset == "pix2pix" and config.model["name"] == "pix2pix"
     assert "12 pairs at 16 px" in capsys.readouterr().err
-    with pytest.raises(RecipeError, match="CycleGAN"):
-        choose_defaults("unpaired", 100, 32)
+    assert choose_defaults("unpaired", 100, 32).preset == "cyclegan"  # two unpaired sets: no pix2pix
+    with pytest.raises(RecipeError, match="no default model"):
+        choose_defaults("mystery", 100, 32)
+
+
+def test_training_on_random_crops_builds_the_network_for_the_crop(gray_pairs, photos, tmp_path):
+    run = train_gan(gray_pairs, preset="pix2pix", overrides={**RUN, "kimg": 0.008, "crop": 8,
+                                                             "runs_dir": str(tmp_path / "runs")}, progress=False).run_dir
+    state = ckpt.latest_loadable(run / "checkpoints")[1]
+    assert state["model_config"]["resolution"] == 8 and state["config"]["crop"] == 8
+    grid = Image.open(sorted((run / "grids").glob("grid-*.png"))[-1])
+    assert grid.size == (545, 140)  # 8 px centre crops: 3 rows of 4 triples, (12 x 9 + 1) x (3 x 9 + 1) enlarged 5 times
+    with pytest.raises(Exception, match="larger than the dataset"):
+        train_gan(gray_pairs, preset="pix2pix", overrides={**RUN, "crop": 32}, dry_run=True, progress=False)
+    images = tmp_path / "images"
+    prepare_dataset(photos, images, resolution=16, **QUIET)
+    with pytest.raises(Exception, match="crop=8 is for image-to-image"):
+        train_gan(images, overrides={"crop": 8, "device": "cpu"}, dry_run=True, progress=False)

@@ -77,6 +77,7 @@ class TrainConfig:
     grow_batch: str = ""  # progressive: batch size by resolution, e.g. "4:128,8:128,16:64"; others use batch_size
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance between G(A) and B beside the GAN loss (the paper's 100)
     flip: bool = False  # random horizontal flips of real images (of both sides of a pair alike)
+    crop: int = 0  # image-to-image: train on random square crops of this many B pixels, the same area of A (pix2pix's random jitter: prepare at 286 px, crop=256); 0 = whole images
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
     epochs: float = 0.0  # budget in passes over the dataset
     minutes: float = 0.0  # budget in wall-clock minutes
@@ -127,6 +128,8 @@ class TrainConfig:
         negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
         if negative:
             raise ConfigError(f"{', '.join(negative)}: cannot be negative.")
+        if self.crop < 0:
+            raise ConfigError(f"crop={self.crop}: give a crop side in pixels, or 0 for whole images.")
         if self.seed >= 2**63:
             raise ConfigError(f"seed must be below 2**63, not {self.seed}.")
         if self.grid_size > 1024:

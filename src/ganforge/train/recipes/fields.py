@@ -29,10 +29,17 @@ def model_fields(config, dataset) -> dict:
         if dataset.kind == "images" and "channels" not in takes:
             raise RecipeError(f"{dataset.path} holds images, and model {spec.name} makes 2-D points: use "
                               "--preset dcgan or stylegan2.")
+    crop = getattr(config, "crop", 0)
+    if crop and dataset.kind not in ("paired", "unpaired"):
+        raise RecipeError(f"crop={crop} is for image-to-image training (paired or unpaired datasets); {dataset.path} "
+                          f"is a {dataset.kind} dataset: prepare it at the size to train at instead.")
+    if crop > (dataset.resolution or 0):
+        raise RecipeError(f"crop={crop} is larger than the dataset's {dataset.resolution} px images: use a smaller crop.")
     if dataset.kind == "points":
         fields.setdefault("dims", 2)
     else:
-        for key, value in (("resolution", dataset.resolution), ("channels", dataset.channels)):
+        # a network trained on crops is built for the crop's size (fully convolutional ones still take any size)
+        for key, value in (("resolution", crop or dataset.resolution), ("channels", dataset.channels)):
             if fields.get(key, value) != value:
                 raise RecipeError(f"model.{key}={fields[key]} does not match the dataset ({value}); "
                                   f"leave it out, or prepare the dataset at another {key}.")

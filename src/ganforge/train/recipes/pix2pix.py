@@ -156,8 +156,14 @@ class Pix2PixRecipe(Recipe):
     # --- pictures, for the loop's hooks ---------------------------------------------------------
 
     def _fixed_pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The preview's pairs: whole, or their centre crops when training on crops (the network's size)."""
         index = self._preview_index
-        return _pixels(self.dataset.a[index], self.labels_input), _pixels(self.dataset.b[index], False)
+        a, b = np.asarray(self.dataset.a[index]), np.asarray(self.dataset.b[index])
+        if self.config.crop:
+            start = (b.shape[1] - self.config.crop) // 2
+            a = a[:, start : start + self.config.crop, start : start + self.config.crop]
+            b = b[:, start : start + self.config.crop, start : start + self.config.crop]
+        return _pixels(a, self.labels_input), _pixels(b, False)
 
     def _shown(self, a: torch.Tensor) -> np.ndarray:
         """A as uint8 (N, H, W, C) pictures: a label map in its palette colours."""
