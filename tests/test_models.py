@@ -210,7 +210,7 @@ def test_bad_configs_are_refused_with_a_reason(name, fields, message):
 
 
 def test_unknown_model_lists_the_known_ones():
-    with pytest.raises(ValueError, match="known models: dcgan, mlp"):
+    with pytest.raises(ValueError, match="known models: .*dcgan, .*mlp"):
         create_models("stylegan9")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from torch import nn
 
+from ganforge.models.cyclegan import CycleDiscriminators, CycleGANConfig, CycleGenerator
 from ganforge.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
 from ganforge.models.layers import ModelConfigError
 from ganforge.models.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
@@ -119,4 +120,5 @@ register_model(ModelSpec("mlp", MLPConfig, MLPGenerator, MLPDiscriminator))
 register_model(ModelSpec("stylegan2", StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator))
 register_model(ModelSpec("progan", ProGANConfig, ProGANGenerator, ProGANDiscriminator))
 register_translator(ModelSpec("pix2pix", Pix2PixConfig, UNetGenerator, PatchDiscriminator))
+register_translator(ModelSpec("cyclegan", CycleGANConfig, CycleGenerator, CycleDiscriminators))
 register_translator(ModelSpec("srresnet", SRResNetConfig, SRGenerator, SRDiscriminator))

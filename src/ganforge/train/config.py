@@ -76,6 +76,9 @@ class TrainConfig:
     grow_fade_kimg: float = 600.0  # progressive: thousands of images over which each new resolution fades in
     grow_batch: str = ""  # progressive: batch size by resolution, e.g. "4:128,8:128,16:64"; others use batch_size
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance between G(A) and B beside the GAN loss (the paper's 100)
+    cycle_weight: float = 10.0  # cyclegan: weight of the cycle losses |G_BA(G_AB(A)) - A| and |G_AB(G_BA(B)) - B| (the paper's 10)
+    identity_weight: float = 0.5  # cyclegan: identity losses |G_AB(B) - B|, |G_BA(A) - A| weigh this x cycle_weight (0.5 as the reference)
+    pool_size: int = 50  # cyclegan: each D sees fakes from a history of this many generated images (the paper's 50); 0 = no pool
     flip: bool = False  # random horizontal flips of real images (of both sides of a pair alike)
     crop: int = 0  # image-to-image: train on random square crops of this many B pixels, the same area of A (pix2pix's random jitter: prepare at 286 px, crop=256); 0 = whole images
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
@@ -128,6 +131,9 @@ class TrainConfig:
         negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
         if negative:
             raise ConfigError(f"{', '.join(negative)}: cannot be negative.")
+        cyclegan = [f"{n}={getattr(self, n)}" for n in ("cycle_weight", "identity_weight", "pool_size") if getattr(self, n) < 0]
+        if cyclegan:
+            raise ConfigError(f"{', '.join(cyclegan)}: cannot be negative.")
         if self.crop < 0:
             raise ConfigError(f"crop={self.crop}: give a crop side in pixels, or 0 for whole images.")
         if self.seed >= 2**63:

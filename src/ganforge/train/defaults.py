@@ -35,11 +35,14 @@ def choose_defaults(kind: str, count: int, resolution: int | None, device: str =
     if kind == "paired":
         return Choice("pix2pix", {}, f"{count:,} pairs at {resolution} px: image-to-image translation A -> B, a U-Net "
                                      "with a PatchGAN discriminator and L1 (preset pix2pix)")
+    if kind == "unpaired":
+        return Choice("cyclegan", {}, f"two unpaired sets at {resolution} px: image-to-image translation A <-> B "
+                                      "without pairs, two ResNet generators with cycle losses (preset cyclegan)")
     if kind != "images":
         from ganforge.train.recipes.fields import RecipeError
 
-        raise RecipeError(f"A {kind} dataset has no default model yet: the image-to-image recipes for it (CycleGAN) "
-                          "are still to come. Prepare pairs instead (prepare --pair-with or --derive) for pix2pix.")
+        raise RecipeError(f"A {kind} dataset has no default model: prepare images, pairs (prepare --pair-with or "
+                          "--derive) or two unpaired sets (prepare A OUT --unpaired B).")
     collection = "a small collection" if count < 20_000 else "a large collection"
     if device == "cuda":
         return Choice("stylegan2-paper", {"augment": "ada"},

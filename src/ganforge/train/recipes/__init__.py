@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.classic import ClassicRecipe
+from ganforge.train.recipes.cyclegan import CycleGANRecipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
 from ganforge.train.recipes.pix2pix import Pix2PixRecipe
 from ganforge.train.recipes.progressive import ProgressiveRecipe
@@ -16,8 +17,10 @@ from ganforge.train.recipes.stylegan2 import StyleGAN2Recipe
 
 RECIPES: dict[str, type[Recipe]] = {"classic": ClassicRecipe, "stylegan2": StyleGAN2Recipe,
                                     "progressive": ProgressiveRecipe, "pix2pix": Pix2PixRecipe}
+RECIPES["cyclegan"] = CycleGANRecipe
 # model name -> its recipe; others train with the classic one
 MODEL_RECIPES = {"stylegan2": "stylegan2", "progan": "progressive", "pix2pix": "pix2pix"}
+MODEL_RECIPES["cyclegan"] = "cyclegan"
 
 __all__ = ["RECIPES", "Batch", "OptimizerGroup", "Phase", "Recipe", "RecipeError", "create_recipe", "model_fields",
            "recipe_name"]
