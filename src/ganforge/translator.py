@@ -124,14 +124,39 @@ class Translator:
         """A (1, C_A, H, W) float in [-1, 1], or a long (1, H, W) label map -> float (1, C_B, sH, sW) on the CPU.
 
         `tile` None translates the image whole, however big."""
+        return self._assemble(a, tile, overlap, lambda piece: piece, torch.empty, lambda out, h, w: out[..., :h, :w])
+
+    @torch.inference_mode()
+    def _translate_uint8(self, a: torch.Tensor, tile: int | None, overlap: int) -> np.ndarray:
+        """As translate_tensor, but each tile goes to uint8 (H, W, C) as it is made: a 4x upscale of a large
+        picture then holds one byte per output value, not four."""
+        from ganforge.data.reader import to_uint8_images
+
+        def empty(batch, channels, height, width):
+            return np.empty((height, width, channels), np.uint8)
+
+        return self._assemble(a, tile, overlap, lambda piece: to_uint8_images(piece)[0], empty,
+                              lambda out, h, w: out[:h, :w], channels_last=True)
+
+    def _assemble(self, a, tile, overlap, convert, empty, crop, channels_last: bool = False):
         check_tiling(tile, overlap)
         height, width = a.shape[-2:]
+        s = self.scale
         padded = self._pad(a)
         if tile is None or (padded.shape[-1] <= tile and padded.shape[-2] <= tile):
-            out = self._run(padded)
-        else:
-            out = self._tiled(padded, tile, overlap)
-        return out[..., : height * self.scale, : width * self.scale]
+            return crop(convert(self._run(padded)), height * s, width * s)
+        out = None
+        for (top, bottom, left, right), (y0, x0), piece in self._tiles(padded, tile, overlap):
+            piece = convert(piece)
+            if out is None:
+                shape = (1, piece.shape[-1 if channels_last else 1], padded.shape[-2] * s, padded.shape[-1] * s)
+                out = empty(*shape)
+            kept = (slice((top - y0) * s, (bottom - y0) * s), slice((left - x0) * s, (right - x0) * s))
+            if channels_last:
+                out[top * s : bottom * s, left * s : right * s] = piece[kept]
+            else:
+                out[..., top * s : bottom * s, left * s : right * s] = piece[(..., *kept)]
+        return crop(out, height * s, width * s)
 
     def _run(self, a: torch.Tensor) -> torch.Tensor:
         return self.module(a.to(self.device)).float().cpu()
@@ -150,23 +175,21 @@ class Translator:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         return x[:, 0].long() if labels else x
 
-    def _tiled(self, a: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-        m, s = self.size_multiple, self.scale
+    def _tiles(self, a: torch.Tensor, tile: int, overlap: int):
+        """((top, bottom, left, right) of the kept part, (y0, x0) of the tile, the tile's output) for each tile.
+
+        The kept parts cover the image once; each tile reaches `overlap` (rounded up to the grid) past its
+        kept part, and every corner lies on a multiple of `size_multiple`."""
+        m = self.size_multiple
         height, width = a.shape[-2:]
-        core = max(m, (tile - 2 * overlap) // m * m)  # the part of each tile that is kept, on the grid
+        core = max(m, (tile - 2 * overlap) // m * m)
         reach = math.ceil(overlap / m) * m
-        out = None
         for top in range(0, height, core):
             for left in range(0, width, core):
                 y0, x0 = max(0, top - reach), max(0, left - reach)
                 y1, x1 = min(height, top + core + reach), min(width, left + core + reach)
-                piece = self._run(a[..., y0:y1, x0:x1])  # (1, C_B, s(y1-y0), s(x1-x0))
-                if out is None:
-                    out = torch.empty(piece.shape[0], piece.shape[1], height * s, width * s)
                 bottom, right = min(height, top + core), min(width, left + core)
-                out[..., top * s : bottom * s, left * s : right * s] = \
-                    piece[..., (top - y0) * s : (bottom - y0) * s, (left - x0) * s : (right - x0) * s]
-        return out
+                yield (top, bottom, left, right), (y0, x0), self._run(a[..., y0:y1, x0:x1])
 
     # --- arrays and pictures -----------------------------------------------------------------------------
 
@@ -190,10 +213,8 @@ class Translator:
 
     def translate_array(self, a: np.ndarray, *, tile: int | None = TILE, overlap: int = OVERLAP) -> np.ndarray:
         """uint8 (H, W, C_A) or an (H, W) label map -> uint8 (H * scale, W * scale, C_B)."""
-        from ganforge.data.reader import to_uint8_images
-
         check_size(*np.asarray(a).shape[:2])
-        return to_uint8_images(self.translate_tensor(self.input_tensor(a), tile=tile, overlap=overlap))[0]
+        return self._translate_uint8(self.input_tensor(a), tile, overlap)
 
     def from_image(self, image: Image.Image, *, derive: bool = False) -> np.ndarray:
         """A picture as this model's input array. An image model gets the picture in its channels (grey,
