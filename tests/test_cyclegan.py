@@ -18,6 +18,7 @@ from ganforge.api import train_gan
 from ganforge.data.format import PreparedDataset
 from ganforge.data.prepare import prepare_dataset
 from ganforge.data.reader import to_uint8_images
+from ganforge.export import export_generator
 from ganforge.models import MODELS, TRANSLATORS, ModelConfigError, create_generator, create_models
 from ganforge.models.cyclegan import CycleGANConfig
 from ganforge.train import checkpoint as ckpt
@@ -25,6 +26,7 @@ from ganforge.train.config import ConfigError, build_config
 from ganforge.train.defaults import choose_defaults
 from ganforge.train.loop import Trainer, TrainingError
 from ganforge.train.recipes.cyclegan import CycleGANRecipe, ImagePool
+from ganforge.translator import Translator
 
 TINY = {"width": 4, "d_width": 4, "blocks": 1}
 QUIET = {"progress": False, "workers": 1}
@@ -338,6 +340,14 @@ def test_gray_to_colour_trains_and_the_grid_shows_both_cycles(gray_to_colour, tm
         for column in range(6):
             assert np.array_equal(cells[6 * k + column], expected[column][k]), (k, column)
     assert (run / "reals.png").exists()
+    # both directions round-trip through export
+    translator = Translator.from_pretrained(export_generator(run, tmp_path / "exported"), device="cpu")
+    back = translator.turned()
+    assert (translator.direction, back.direction) == ("a_to_b", "b_to_a")
+    assert (translator.input.channels, translator.output.channels, back.output.channels) == (1, 3, 1)
+    with torch.no_grad():
+        assert torch.allclose(translator.translate_tensor(a[:1], tile=None), G.a_to_b(a[:1]), atol=1e-6)
+        assert torch.allclose(back.translate_tensor(b[:1], tile=None), G.b_to_a(b[:1]), atol=1e-6)
 
 
 class StopAt:

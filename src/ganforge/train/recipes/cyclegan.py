@@ -87,6 +87,9 @@ def cyclegan_fields(config, dataset) -> dict:
                           "model.name=cyclegan.")
     if "in_channels" in config.model:
         raise RecipeError("model.in_channels comes from the dataset's side A: leave it out.")
+    if dataset.resolution % 4:
+        raise RecipeError(f"{dataset.path} holds {dataset.resolution} px images, and CycleGAN's generators halve their "
+                          "input twice: prepare the dataset at a multiple of 4 px (e.g. --resolution 32).")
     fields = model_fields(config, dataset)
     fields["in_channels"] = int(dataset.a.shape[3])
     return fields
