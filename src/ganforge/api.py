@@ -55,7 +55,8 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     explained = []
     if preset is None:  # chosen from the dataset, by measurement (see train/defaults.py)
         choice = choose_defaults(dataset.kind, len(dataset), dataset.resolution if dataset.kind != "points" else None,
-                                 device_kind(str(overrides.get("device", "auto"))))
+                                 device_kind(str(overrides.get("device", "auto"))),
+                                 derive=(dataset.manifest.get("derive") or {}).get("mode", ""))
         preset, explained = choice.preset, [choice.why]
         overrides = {**choice.overrides, **overrides}  # what the user gave wins
     config = build_config(str(Path(data).resolve()), preset, overrides, kind=dataset.kind)

@@ -79,6 +79,10 @@ class TrainConfig:
     cycle_weight: float = 10.0  # cyclegan: weight of the cycle losses |G_BA(G_AB(A)) - A| and |G_AB(G_BA(B)) - B| (the paper's 10)
     identity_weight: float = 0.5  # cyclegan: identity losses |G_AB(B) - B|, |G_BA(A) - A| weigh this x cycle_weight (0.5 as the reference)
     pool_size: int = 50  # cyclegan: each D sees fakes from a history of this many generated images (the paper's 50); 0 = no pool
+    warmup_kimg: float = 0.0  # sr: thousands of images of pixel loss (L1) alone before D and the GAN terms join (ESRGAN's PSNR pre-training)
+    pixel_weight: float = 0.01  # sr, GAN period: weight of the L1 pixel loss (ESRGAN's 1e-2)
+    feature_weight: float = 1.0  # sr, GAN period: weight of the Inception feature loss (the perceptual term); 0 = off
+    adversarial_weight: float = 0.005  # sr, GAN period: weight of the relativistic average GAN loss (ESRGAN's 5e-3)
     flip: bool = False  # random horizontal flips of real images (of both sides of a pair alike)
     crop: int = 0  # image-to-image: train on random square crops of this many B pixels, the same area of A (pix2pix's random jitter: prepare at 286 px, crop=256); 0 = whole images
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
@@ -134,6 +138,10 @@ class TrainConfig:
         cyclegan = [f"{n}={getattr(self, n)}" for n in ("cycle_weight", "identity_weight", "pool_size") if getattr(self, n) < 0]
         if cyclegan:
             raise ConfigError(f"{', '.join(cyclegan)}: cannot be negative.")
+        sr_weights = [f"{n}={getattr(self, n)}" for n in ("warmup_kimg", "pixel_weight", "feature_weight", "adversarial_weight")
+                      if getattr(self, n) < 0]
+        if sr_weights:
+            raise ConfigError(f"{', '.join(sr_weights)}: cannot be negative (0 switches a term off).")
         if self.crop < 0:
             raise ConfigError(f"crop={self.crop}: give a crop side in pixels, or 0 for whole images.")
         if self.seed >= 2**63:

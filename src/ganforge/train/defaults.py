@@ -20,7 +20,7 @@ class Choice:
     why: str = ""
 
 
-def choose_defaults(kind: str, count: int, resolution: int | None, device: str = "cpu") -> Choice:
+def choose_defaults(kind: str, count: int, resolution: int | None, device: str = "cpu", derive: str = "") -> Choice:
     """The preset (and overrides) for a dataset of `count` items of `kind` at `resolution` px, trained on a
     `device` of this kind ("cpu" or "cuda").
 
@@ -32,6 +32,9 @@ def choose_defaults(kind: str, count: int, resolution: int | None, device: str =
     """
     if kind == "points":
         return Choice("points", {}, "2-D points: small MLPs (preset points)")
+    if kind == "paired" and derive == "downscale":  # `derive`: the manifest's derive mode of a paired dataset
+        return Choice("sr", {}, f"{count:,} pairs at {resolution} px whose A is B made smaller: super-resolution, an "
+                                "SRResNet with L1 first, then a feature loss and a GAN (preset sr)")
     if kind == "paired":
         return Choice("pix2pix", {}, f"{count:,} pairs at {resolution} px: image-to-image translation A -> B, a U-Net "
                                      "with a PatchGAN discriminator and L1 (preset pix2pix)")

@@ -13,6 +13,7 @@ from ganforge.train.recipes.cyclegan import CycleGANRecipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
 from ganforge.train.recipes.pix2pix import Pix2PixRecipe
 from ganforge.train.recipes.progressive import ProgressiveRecipe
+from ganforge.train.recipes.sr import SRRecipe
 from ganforge.train.recipes.stylegan2 import StyleGAN2Recipe
 
 RECIPES: dict[str, type[Recipe]] = {"classic": ClassicRecipe, "stylegan2": StyleGAN2Recipe,
@@ -21,6 +22,8 @@ RECIPES["cyclegan"] = CycleGANRecipe
 # model name -> its recipe; others train with the classic one
 MODEL_RECIPES = {"stylegan2": "stylegan2", "progan": "progressive", "pix2pix": "pix2pix"}
 MODEL_RECIPES["cyclegan"] = "cyclegan"
+RECIPES["sr"] = SRRecipe
+MODEL_RECIPES["srresnet"] = "sr"
 
 __all__ = ["RECIPES", "Batch", "OptimizerGroup", "Phase", "Recipe", "RecipeError", "create_recipe", "model_fields",
            "recipe_name"]
