@@ -193,9 +193,12 @@ def test_translate_files_folders_and_a_dataset(colouriser, photos, tmp_path, cap
     before = (out / "3.png").read_bytes()
     assert main(["translate", str(folder), str(photos / "3.png"), "--out", str(out), "-q"]) == 2
     assert "already exists" in capsys.readouterr().err and (out / "3.png").read_bytes() == before
-    # a prepared dataset: side A of each pair, in order
-    result = write_translations(Translator.from_pretrained(folder, device="cpu"), [data], tmp_path / "ds", progress=False)
-    assert result.images == 12 and (tmp_path / "ds" / "000011.png").is_file()
+    # a prepared dataset: side A of each pair, in order, translated in batches as each alone would be
+    tr = Translator.from_pretrained(folder, device="cpu")
+    result = write_translations(tr, [data], tmp_path / "ds", progress=False)
+    assert result.images == 12
+    a = np.asarray(PreparedDataset(data).a[11])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "ds" / "000011.png")), tr.translate_array(a))
 
 
 def test_a_bad_input_among_good_ones_writes_nothing(colouriser, photos, tmp_path, capsys):

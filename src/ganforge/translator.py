@@ -216,6 +216,30 @@ class Translator:
         check_size(*np.asarray(a).shape[:2])
         return self._translate_uint8(self.input_tensor(a), tile, overlap)
 
+    @torch.inference_mode()
+    def translate_batch(self, rows: np.ndarray, *, batch_size: int = 16, tile: int | None = TILE,
+                        overlap: int = OVERLAP) -> np.ndarray:
+        """Many inputs of one size (uint8 (N, H, W, C_A), or (N, H, W) label maps) -> uint8 (N, sH, sW, C_B),
+        `batch_size` at a time: several times faster than one by one for small images. The same result as
+        `translate_array` on each (eval mode: no image depends on the others in its batch); images too big
+        for one tile go one by one, tiled."""
+        from ganforge.data.reader import to_uint8_images
+
+        rows = np.asarray(rows)
+        if not len(rows):
+            raise TranslateError("No images given to translate.")
+        height, width = rows.shape[1:3]
+        check_size(height, width)
+        check_tiling(tile, overlap)
+        padded_side = max(height + -height % self.size_multiple, width + -width % self.size_multiple)
+        if tile is not None and padded_side > tile:
+            return np.stack([self.translate_array(row, tile=tile, overlap=overlap) for row in rows])
+        out = []
+        for start in range(0, len(rows), batch_size):
+            a = torch.cat([self.input_tensor(row) for row in rows[start : start + batch_size]])
+            out.append(to_uint8_images(self._run(self._pad(a)))[:, : height * self.scale, : width * self.scale])
+        return np.concatenate(out)
+
     def from_image(self, image: Image.Image, *, derive: bool = False) -> np.ndarray:
         """A picture as this model's input array. An image model gets the picture in its channels (grey,
         colour, with transparency). A label-map model reads a one-channel picture with values below K as the
@@ -415,11 +439,26 @@ def write_translations(translator: Translator, inputs: list[str | os.PathLike], 
     refuse_overwrite(folder, names, overwrite)
     metadata = {"ganforge:model": str(translator.path), "ganforge:direction": translator.direction}
     written = 0
-    for name, a in tqdm(items, total=len(names), desc="translate", unit="image", disable=not progress):
-        target = folder / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        out_array = translator.translate_array(a, tile=tile, overlap=overlap)
-        save_png(Image.fromarray(out_array[..., 0] if out_array.shape[-1] == 1 else out_array), target,
-                 {**metadata, "ganforge:source": name})
-        written += 1
+    with tqdm(total=len(names), desc="translate", unit="image", disable=not progress) as bar:
+        for group in _same_size_groups(items):
+            outputs = translator.translate_batch(np.stack([a for _, a in group]), tile=tile, overlap=overlap)
+            for (name, _), out_array in zip(group, outputs):
+                target = folder / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_png(Image.fromarray(out_array[..., 0] if out_array.shape[-1] == 1 else out_array), target,
+                         {**metadata, "ganforge:source": name})
+                written += 1
+                bar.update()
     return Translated(folder, written)
+
+
+def _same_size_groups(items, size: int = 16):
+    """Runs of up to `size` consecutive inputs of one shape (a prepared dataset's rows all share one)."""
+    group: list = []
+    for item in items:
+        if group and (len(group) == size or item[1].shape != group[0][1].shape):
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group

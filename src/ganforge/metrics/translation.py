@@ -125,8 +125,13 @@ def translate_rows(translator, rows: np.ndarray, progress: bool = False) -> np.n
     """The translator on each input row (uint8 arrays), stacked."""
     from tqdm import tqdm
 
-    return np.stack([translator.translate_array(a) for a in tqdm(rows, desc="translate", unit="image",
-                                                                 disable=not progress)])
+    step = 64
+    with tqdm(total=len(rows), desc="translate", unit="image", disable=not progress) as bar:
+        out = []
+        for start in range(0, len(rows), step):
+            out.append(translator.translate_batch(np.asarray(rows[start : start + step])))
+            bar.update(len(out[-1]))
+    return np.concatenate(out)
 
 
 def baseline(translator, inputs: np.ndarray, target_shape: tuple) -> tuple[str, np.ndarray]:
