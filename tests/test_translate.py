@@ -258,3 +258,38 @@ def test_eval_command_on_a_translator_prints_model_beside_baseline(colouriser, c
     assert "inception" in results["protocol"]
     assert main(["eval", str(folder), "-q"]) == 2  # no held-out pairs named
     assert "held-out pairs" in capsys.readouterr().err
+
+
+def test_cyclegan_exports_both_directions_and_round_trips(photos, tmp_path):
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for file in sorted(photos.iterdir()):
+        Image.open(file).convert("L").save(grey / file.name)
+    data = tmp_path / "unpaired"
+    prepare_dataset(grey, data, resolution=16, unpaired=str(photos), **QUIET)
+    run = train_gan(data, preset="cyclegan", progress=False,
+                    overrides={**RUN, "model.blocks": 1, "identity_weight": 0, "runs_dir": str(tmp_path / "runs")}).run_dir
+    folder = export_generator(run)
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["translation"]["directions"]) == {"a_to_b", "b_to_a"}
+    assert set(config["components"]) == {"a_to_b", "b_to_a"}
+    there = Translator.from_pretrained(folder, device="cpu")
+    back = Translator.from_pretrained(folder, device="cpu", direction="b_to_a")
+    assert (there.input.channels, there.output.channels) == (1, 3) and (back.input.channels, back.output.channels) == (3, 1)
+    # each direction is the trained network of that name, in eval mode
+    from ganforge.train import checkpoint as ckpt
+
+    state = ckpt.latest_loadable(run / "checkpoints")[1]
+    _, G, _ = create_models("cyclegan", **state["model_config"])
+    G.load_state_dict(state["G_ema"])
+    G.eval()
+    a = np.asarray(PreparedDataset(data).a[0])
+    from ganforge.data.reader import to_uint8_images
+
+    with torch.no_grad():
+        coloured = to_uint8_images(G.a_to_b(there.input_tensor(a)))[0]
+        assert np.array_equal(there.translate_array(a), coloured)
+        assert np.array_equal(back.translate_array(coloured), to_uint8_images(G.b_to_a(back.input_tensor(coloured)))[0])
+    assert there.turned().direction == "b_to_a"
+    results = tm.evaluate_translator(folder, data, fid=False, kid=False, device="cpu", progress=False)
+    assert 0 <= results["cycle_l1"] <= 1 and "psnr" not in results  # unpaired: no ground truth to compare with
