@@ -67,8 +67,9 @@ class PreparedDataset:
         labels_file = self.path / "labels.npy"
         # a manifest with classes promises labels: without them training would silently ignore the classes
         self.labels = load_array(labels_file) if labels_file.exists() or self.class_names else None
-        if self.labels is not None:
-            self._check_labels(labels_file, count)
+        if self.labels is not None:  # an unpaired dataset's labels are side A's
+            labelled = int(self.manifest["sides"]["a"]["count"]) if self.kind == "unpaired" else count
+            self._check_labels(labels_file, labelled)
         # a few floats per image: read whole, so a batch's gather never touches the disk
         self.attribute_specs: list[dict] | None = self.manifest.get("attributes")
         self.attributes = None

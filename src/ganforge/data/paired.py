@@ -67,7 +67,7 @@ def pair_mode(opts) -> str | None:
     flag = given[0][0]
     if opts.attributes is not None:
         raise PrepareError(f"--attributes describes single images and cannot be combined with {flag}.")
-    if opts.labels == "folders":
+    if opts.labels == "folders" and flag != "--unpaired":  # unpaired: side A's classes (for DTN's classifier)
         raise PrepareError(f"--labels folders cannot be combined with {flag}: prepare the classes as an images dataset.")
     return given[0][1]
 
@@ -433,13 +433,20 @@ def _derive_pairs(src, base, spec, work, out, opts, progress, prepare_side) -> d
 
 
 def _unpaired(src, other, work, out, opts, progress, prepare_side) -> dict:
+    """Two sides as they are; classes (--labels folders, or a named dataset's) are side A's, in labels.npy."""
     a_set, a_report = _prepare_side(src, work, "a", opts, progress, prepare_side)
-    b_set, b_report = _prepare_side(other, work, "b", opts, progress, prepare_side)
+    b_opts = replace(opts, labels="none")  # B's classes are never used: B need not sit in class folders
+    b_set, b_report = _prepare_side(other, work, "b", b_opts, progress, prepare_side)
     sides = {"a": _side_info(a_set, src, a_set.manifest["source_sha256"]),
              "b": _side_info(b_set, other, b_set.manifest["source_sha256"])}
+    classes = {}
+    if a_set.labels is not None:
+        save_npy_atomic(out / "labels.npy", np.asarray(a_set.labels, np.int64))  # (N_A,)
+        classes = {"classes": a_set.class_names,
+                   "class_counts": np.bincount(a_set.labels, minlength=len(a_set.class_names)).tolist()}
     os.replace(a_set.path / "images.npy", out / "a.npy")
     os.replace(b_set.path / "images.npy", out / "b.npy")
-    return {"count": len(a_set) + len(b_set), "sides": sides,
+    return {"count": len(a_set) + len(b_set), "sides": sides, **classes,
             "included": [{**r, "side": "a"} for r in a_report["included"]] + [{**r, "side": "b"} for r in b_report["included"]],
             "skipped": _tagged(a_report["skipped"], "a") + _tagged(b_report["skipped"], "b"),
             "files_found": a_set.manifest["files_found"] + b_set.manifest["files_found"]}

@@ -24,6 +24,7 @@ from torch import nn
 
 from ganforge.models.cyclegan import CycleDiscriminators, CycleGANConfig, CycleGenerator
 from ganforge.models.dcgan import DCGANConfig, DCGANDiscriminator, DCGANGenerator
+from ganforge.models.dtn import DTNConfig, DTNDiscriminator, DTNGenerator
 from ganforge.models.layers import ModelConfigError
 from ganforge.models.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
 from ganforge.models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator
@@ -121,4 +122,5 @@ register_model(ModelSpec("stylegan2", StyleGAN2Config, StyleGAN2Generator, Style
 register_model(ModelSpec("progan", ProGANConfig, ProGANGenerator, ProGANDiscriminator))
 register_translator(ModelSpec("pix2pix", Pix2PixConfig, UNetGenerator, PatchDiscriminator))
 register_translator(ModelSpec("cyclegan", CycleGANConfig, CycleGenerator, CycleDiscriminators))
+register_translator(ModelSpec("dtn", DTNConfig, DTNGenerator, DTNDiscriminator))
 register_translator(ModelSpec("srresnet", SRResNetConfig, SRGenerator, SRDiscriminator))

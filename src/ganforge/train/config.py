@@ -79,6 +79,10 @@ class TrainConfig:
     cycle_weight: float = 10.0  # cyclegan: weight of the cycle losses |G_BA(G_AB(A)) - A| and |G_AB(G_BA(B)) - B| (the paper's 10)
     identity_weight: float = 0.5  # cyclegan: identity losses |G_AB(B) - B|, |G_BA(A) - A| weigh this x cycle_weight (0.5 as the reference)
     pool_size: int = 50  # cyclegan: each D sees fakes from a history of this many generated images (the paper's 50); 0 = no pool
+    const_weight: float = 15.0  # dtn: weight of L_CONST, the distance between f(A) and f(G(A)) (the paper's digits alpha 15)
+    tid_weight: float = 15.0  # dtn: weight of L_TID, the distance between G(B) and B (the paper's digits beta 15)
+    tv_weight: float = 0.0  # dtn: weight of the total variation of G(A) (the paper's gamma, 0 for digits)
+    classifier_steps: int = 1000  # dtn: Adam steps that train the classifier of side A (whose encoder is G's frozen f)
     warmup_kimg: float = 0.0  # sr: thousands of images of pixel loss (L1) alone before D and the GAN terms join (ESRGAN's PSNR pre-training)
     pixel_weight: float = 0.01  # sr, GAN period: weight of the L1 pixel loss (ESRGAN's 1e-2)
     feature_weight: float = 1.0  # sr, GAN period: weight of the Inception feature loss (the perceptual term); 0 = off
@@ -138,6 +142,12 @@ class TrainConfig:
         cyclegan = [f"{n}={getattr(self, n)}" for n in ("cycle_weight", "identity_weight", "pool_size") if getattr(self, n) < 0]
         if cyclegan:
             raise ConfigError(f"{', '.join(cyclegan)}: cannot be negative.")
+        dtn = [f"{n}={getattr(self, n)}" for n in ("const_weight", "tid_weight", "tv_weight") if getattr(self, n) < 0]
+        if dtn:
+            raise ConfigError(f"{', '.join(dtn)}: cannot be negative (0 switches a term off).")
+        if self.classifier_steps < 1:
+            raise ConfigError(f"classifier_steps must be at least 1 (DTN trains its classifier of side A first), "
+                              f"not {self.classifier_steps}.")
         sr_weights = [f"{n}={getattr(self, n)}" for n in ("warmup_kimg", "pixel_weight", "feature_weight", "adversarial_weight")
                       if getattr(self, n) < 0]
         if sr_weights:

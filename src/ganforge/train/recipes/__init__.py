@@ -10,6 +10,7 @@ from __future__ import annotations
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.classic import ClassicRecipe
 from ganforge.train.recipes.cyclegan import CycleGANRecipe
+from ganforge.train.recipes.dtn import DTNRecipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
 from ganforge.train.recipes.pix2pix import Pix2PixRecipe
 from ganforge.train.recipes.progressive import ProgressiveRecipe
@@ -22,6 +23,8 @@ RECIPES["cyclegan"] = CycleGANRecipe
 # model name -> its recipe; others train with the classic one
 MODEL_RECIPES = {"stylegan2": "stylegan2", "progan": "progressive", "pix2pix": "pix2pix"}
 MODEL_RECIPES["cyclegan"] = "cyclegan"
+RECIPES["dtn"] = DTNRecipe
+MODEL_RECIPES["dtn"] = "dtn"
 RECIPES["sr"] = SRRecipe
 MODEL_RECIPES["srresnet"] = "sr"
 

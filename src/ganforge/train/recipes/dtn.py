@@ -1,0 +1,239 @@
+"""The DTN recipe (Taigman et al. 2017): unpaired translation A -> B that keeps a frozen classifier's meaning.
+
+Before the first step (inside it, not counted as images shown) the recipe trains a small classifier of
+side A on A's classes (`ganforge prepare A_FOLDERS OUT --unpaired B --labels folders`: one folder per
+class), for `classifier_steps` Adam steps on 90 % of A, with its own seeded draws; the other 10 % give
+the held-out accuracy logged as `classifier_accuracy`. Its encoder becomes f, frozen inside G = g o f
+(see models/dtn.py); the classifier's weights are in the recipe's checkpoint state, so a resumed run
+never trains it again.
+
+Phases per step: Dmain (draws an A batch x and a B batch t, runs G once on both together, so g's batch
+norm sees both domains as in the paper, and keeps the graph) then Gmain (learns from those fakes).
+The paper's ternary D, with CE the softmax cross-entropy over its 3 logits (0: G(x), 1: G(t), 2: real t):
+
+    L_D      = CE(D(G(x)), 0) + CE(D(G(t)), 1) + CE(D(t), 2)                      the paper's eq. 3
+    L_GANG   = CE(D(G(x)), 2) + CE(D(G(t)), 2)                                    eq. 4
+    L_CONST  = mean (f(x) - f(G(x)))^2      over f's features, on source images  eq. 5
+    L_TID    = mean (G(t) - t)^2            over pixels, on target images         eq. 6
+    L_TV     = mean sqrt(dx^2 + dy^2)       over G(x)'s pixels (B = 1)            eq. 7
+    L_G      = L_GANG + const_weight L_CONST + tid_weight L_TID + tv_weight L_TV   eq. 8
+
+The paper's digit weights are alpha = beta = 15, gamma = 0 (the preset's). CE terms are batch means; the
+paper writes sums, which changes only the scale the weights act on.
+
+The tick's picture: for fixed images, a row x | G(x) | t | G(t) from the averaged generator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ganforge.data.reader import to_uint8_images
+from ganforge.models import create_models
+from ganforge.models.dtn import DTNClassifier
+from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
+from ganforge.train.recipes.cyclegan import pixels, side_by_side, translate
+from ganforge.train.recipes.fields import RecipeError, model_fields
+
+PREVIEW_ROWS = 8
+CLASSIFIER_LR = 1e-3
+CLASSIFIER_BATCH = 64
+HELD_OUT = 0.1  # share of side A kept out of the classifier's training, for its accuracy
+
+
+def dtn_fields(config, dataset) -> dict:
+    """The model's fields from an unpaired dataset whose side A has classes."""
+    if dataset.kind != "unpaired":
+        raise RecipeError(f"DTN learns from two unpaired sets of images, and {dataset.path} is a {dataset.kind} "
+                          "dataset. Prepare them with ganforge prepare A_FOLDERS OUT --unpaired B --labels folders.")
+    if dataset.labels is None or dataset.num_classes < 2:
+        raise RecipeError(f"DTN keeps the meaning of a classifier of side A, and side A of {dataset.path} has no "
+                          "classes. Put A's images in one folder per class (0/, 1/, ...) and prepare again with "
+                          "ganforge prepare A_FOLDERS OUT --unpaired B --labels folders.")
+    if config.model.get("name") != "dtn":
+        raise RecipeError(f"The dtn recipe trains model dtn, not {config.model.get('name')}: use model.name=dtn.")
+    if "in_channels" in config.model:
+        raise RecipeError("model.in_channels comes from the dataset's side A: leave it out.")
+    if config.crop:
+        raise RecipeError("DTN reads whole images (its classifier sees one object per image): leave crop out.")
+    fields = model_fields(config, dataset)
+    fields["in_channels"] = int(dataset.a.shape[3])
+    if fields["in_channels"] != fields["channels"]:
+        raise RecipeError(f"Side A has {fields['in_channels']} channel(s) and side B {fields['channels']}: DTN's "
+                          "encoder reads both sides, so prepare them with the same --channels (e.g. --channels 1).")
+    return fields
+
+
+def _refuse_unused(config) -> None:
+    if config.loss != "nonsaturating":
+        raise RecipeError(f"DTN trains with the paper's 3-class cross-entropy: leave loss at nonsaturating, not "
+                          f"{config.loss}.")
+    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
+              "reuse_fakes": not config.reuse_fakes, "conditional": config.conditional == "yes"}
+    given = [name for name, set_ in unused.items() if set_]
+    if given:
+        raise RecipeError(f"DTN does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} at "
+                          "the default.")
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """mean over pixels of sqrt(dx^2 + dy^2) (the paper's L_TV with B = 1), x (B, C, H, W)."""
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    return torch.sqrt(dx.float() ** 2 + dy.float() ** 2 + 1e-8).mean()
+
+
+def _ce(logits: torch.Tensor, target: int) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), torch.full((len(logits),), target, dtype=torch.long, device=logits.device))
+
+
+class DTNRecipe(Recipe):
+    name = "dtn"
+
+    def __init__(self, config, dataset, device, rng):
+        super().__init__(config, dataset, device, rng)
+        _refuse_unused(config)
+        fields = dtn_fields(config, dataset)
+        self.model_name = fields.pop("name")
+        self.model_config, G, D = create_models(self.model_name, **fields)
+        self.networks = {"G": G, "D": D}
+        self.classifier = DTNClassifier(self.model_config, dataset.num_classes).to(device)
+        self.classifier_trained = False
+        self.classifier_accuracy = float("nan")
+        self._fakes: tuple[torch.Tensor, torch.Tensor] | None = None
+        count = min(PREVIEW_ROWS, config.grid_size, len(dataset.a), len(dataset.b))
+        pick = np.random.default_rng(config.seed)
+        self._preview_index = {side: np.sort(pick.choice(len(getattr(dataset, side)), count, replace=False))
+                               for side in ("a", "b")}
+
+    @property
+    def z_dim(self) -> int:
+        return 0
+
+    def optimizer_groups(self) -> dict[str, OptimizerGroup]:
+        c = self.config
+        return {"G": OptimizerGroup(("G",), c.lr_g, (c.beta1, c.beta2)), "D": OptimizerGroup(("D",), c.lr_d, (c.beta1, c.beta2))}
+
+    def phases(self) -> list[Phase]:
+        return [Phase("Dmain", "D", draws=True, graph=("G",)), Phase("Gmain", "G", grad_norm="grad_G")]
+
+    def make_batch(self, phase: Phase, data: tuple, z: torch.Tensor) -> Batch:
+        a, b = data  # (B, C, H, W) each
+        return Batch(b, None, None, {"a": a})
+
+    def loss(self, phase: Phase, batch: Batch):
+        if not self.classifier_trained:
+            self.train_classifier()
+        if phase.name == "Dmain":
+            return self._d_main(batch.extra["a"], batch.real)
+        if phase.name == "Gmain":
+            return self._g_main(batch.extra["a"], batch.real)
+        raise ValueError(f"the dtn recipe has no phase {phase.name!r}")
+
+    # --- the frozen classifier ------------------------------------------------------------------
+
+    def _labelled_split(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.random.default_rng([self.config.seed, 31]).permutation(len(self.dataset.a))
+        held = max(1, int(len(order) * HELD_OUT)) if len(order) > 1 else 0
+        return np.sort(order[held:]), np.sort(order[:held])
+
+    def _labelled(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        images = pixels(self.dataset.a[index]).to(self.device)  # (N, C, H, W)
+        return images, torch.from_numpy(np.asarray(self.dataset.labels[index])).long().to(self.device)
+
+    def train_classifier(self) -> None:
+        """Train the classifier of side A on A's labels, freeze it, and make its encoder G's f."""
+        train, held = self._labelled_split()
+        draws = torch.Generator().manual_seed(self.config.seed + 31)  # its own: the trainer's stream is untouched
+        optimizer = torch.optim.Adam(self.classifier.parameters(), CLASSIFIER_LR)
+        self.classifier.train()
+        with torch.autocast(self.device.type, enabled=False), torch.enable_grad():
+            for _ in range(self.config.classifier_steps):
+                pick = np.sort(train[torch.randint(len(train), (min(CLASSIFIER_BATCH, len(train)),), generator=draws).numpy()])
+                images, labels = self._labelled(pick)
+                loss = F.cross_entropy(self.classifier(images), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        self.classifier.requires_grad_(False).eval()
+        self.classifier_accuracy = self.accuracy(held) if len(held) else float("nan")
+        self.G.encoder.load_state_dict(self.classifier.encoder.state_dict())  # parameters -> G's buffers
+        self.classifier_trained = True
+
+    @torch.no_grad()
+    def accuracy(self, index: np.ndarray) -> float:
+        """The classifier's share of right answers on rows `index` of side A."""
+        right = 0
+        for start in range(0, len(index), 256):
+            images, labels = self._labelled(index[start : start + 256])
+            right += int((self.classifier(images).argmax(1) == labels).sum())
+        return right / len(index)
+
+    # --- the losses ----------------------------------------------------------------------------
+
+    def _d_main(self, x: torch.Tensor, t: torch.Tensor):
+        out = self.G(torch.cat([x, t]))  # (2B, C, H, W): one batch-norm batch of both domains
+        fake_x, fake_t = out[: len(x)], out[len(x) :]
+        self._fakes = (fake_x, fake_t)  # the graph is kept for Gmain
+        logits = [self.D(fake_x.detach()), self.D(fake_t.detach()), self.D(t)]  # (B, 3) each
+        loss = sum(_ce(l, k) for k, l in enumerate(logits))
+        right = torch.cat([(l.argmax(1) == k).float() for k, l in enumerate(logits)]).mean()
+        return loss, {"loss_D": loss.detach(), "D_accuracy": right.detach()}
+
+    def _g_main(self, x: torch.Tensor, t: torch.Tensor):
+        c = self.config
+        fakes, self._fakes = self._fakes, None
+        if fakes is None:  # Gmain without Dmain before it (not in this recipe's phases)
+            out = self.G(torch.cat([x, t]))
+            fakes = (out[: len(x)], out[len(x) :])
+        fake_x, fake_t = fakes
+        gan = _ce(self.D(fake_x), 2) + _ce(self.D(fake_t), 2)
+        with torch.no_grad():
+            kept = self.G.encode(x)  # f(x): (B, features, 1, 1)
+        const = ((self.G.encode(fake_x).float() - kept.float()) ** 2).mean()
+        tid = ((fake_t.float() - t.float()) ** 2).mean()
+        loss = gan + c.const_weight * const + c.tid_weight * tid
+        stats = {"G_adv": gan.detach(), "L_CONST": const.detach(), "L_TID": tid.detach()}
+        if c.tv_weight > 0:
+            tv = total_variation(fake_x)
+            loss = loss + c.tv_weight * tv
+            stats["L_TV"] = tv.detach()
+        return loss, {"loss_G": loss.detach(), **stats}
+
+    # --- state and pictures ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"classifier": self.classifier.state_dict(), "classifier_trained": self.classifier_trained,
+                "classifier_accuracy": self.classifier_accuracy}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.classifier.load_state_dict(state["classifier"])
+        self.classifier_trained = bool(state["classifier_trained"])
+        self.classifier_accuracy = float(state["classifier_accuracy"])
+        if self.classifier_trained:
+            self.classifier.requires_grad_(False).eval()
+
+    def tick_values(self) -> dict[str, float]:
+        return {"classifier_accuracy": self.classifier_accuracy} if self.classifier_trained else {}
+
+    def _fixed_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return pixels(self.dataset.a[self._preview_index["a"]]), pixels(self.dataset.b[self._preview_index["b"]])
+
+    def preview(self, module):
+        """The loop's grid: rows x | G(x) | t | G(t) for fixed images of each side."""
+        x, t = self._fixed_images()
+        fake_x, fake_t = translate(module, x), translate(module, t)
+        return side_by_side([to_uint8_images(v) for v in (x, fake_x, t, fake_t)]), fake_x
+
+    def preview_reals(self):
+        x, t = self._fixed_images()
+        return side_by_side([to_uint8_images(x), to_uint8_images(t)])
+
+    def sample_inputs(self, count: int, generator: torch.Generator) -> tuple:
+        """Random A and B images, half each (as training batches G's batch norm), for its recalibration."""
+        half = count // 2
+        a = np.sort(torch.randint(0, len(self.dataset.a), (half,), generator=generator).numpy())
+        b = np.sort(torch.randint(0, len(self.dataset.b), (count - half,), generator=generator).numpy())
+        return (torch.cat([pixels(self.dataset.a[a]), pixels(self.dataset.b[b])]).to(self.device),)
