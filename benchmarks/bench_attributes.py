@@ -17,7 +17,8 @@ The run:
    (target >= 0.9) and the share of edits read as the same class as the strip's middle image (>= 95 %);
 5. save a strip picture (a row per seed) under benchmarks/out/.
 
-    python benchmarks/bench_attributes.py --minutes 8
+    python benchmarks/bench_attributes.py --minutes 8                          # attribute_weight 1
+    python benchmarks/bench_attributes.py --kimg 120 --attribute-weight 0      # the same work, without the head
 """
 
 from __future__ import annotations
@@ -142,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=9, help="values per strip")
     parser.add_argument("--range", default="", help="thickness range START..STOP (default: the 5th..95th percentile)")
     parser.add_argument("--model", default="dcgan", choices=["dcgan", "stylegan2"])
+    parser.add_argument("--kimg", type=float, default=0.0,
+                        help="train for this many thousand images instead of --minutes (the same work on a busy machine)")
+    parser.add_argument("--attribute-weight", type=float, default=1.0,
+                        help="D predicts the attributes and G is trained to match (StarGAN's auxiliary loss); 0 = off")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
@@ -173,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     prepare_dataset("mnist", prepared, resolution=32, mirror=str(SHARED), attributes=str(csv_file),
                     workers=1, progress=False)
 
-    overrides = {"minutes": args.minutes, "runs_dir": str(args.out / "runs"), "eval_minutes": 0, "augment": "",
+    budget = {"kimg": args.kimg} if args.kimg else {"minutes": args.minutes}
+    overrides = {**budget, "runs_dir": str(args.out / "runs"), "eval_minutes": 0, "augment": "",
                  "batch_size": 64, "seed": 0}
     if args.model == "dcgan":
-        preset, overrides = "dcgan-small", {**overrides, "loss": "hinge"}
+        preset, overrides = "dcgan-small", {**overrides, "loss": "hinge", "attribute_weight": args.attribute_weight}
     else:
         preset = "stylegan2"
     t0 = time.perf_counter()
@@ -215,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     strip_path = args.out / f"thickness-strip-{args.model}.png"
     strip.save(strip_path)
     figures = {
-        "model": args.model, "minutes": args.minutes, "run": str(run), "images_seen": result.images_seen,
+        "model": args.model, "minutes": args.minutes, "kimg": args.kimg, "attribute_weight": args.attribute_weight,
+        "run": str(run), "images_seen": result.images_seen,
         "seeds": args.seeds, "requested": requested,
         "measured_mean": measured.mean(0).tolist(), "correlation": correlation,
         "per_seed_correlation_median": float(np.median(per_seed)) if len(per_seed) else None,

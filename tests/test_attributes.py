@@ -271,6 +271,51 @@ def test_fakes_get_the_attributes_and_class_of_a_real_image(digits_attr):
     assert recipe.G.attribute_affines[0].gain.weight.grad.abs().sum() > 0
 
 
+def test_attribute_loss_by_hand():
+    from ganforge.models.layers import AttributeEncoder, AttributeSpec, attribute_loss
+
+    encoder = AttributeEncoder(tuple(AttributeSpec(**s) for s in SPECS))  # thick (mean 2, std 0.5), hair (3 values)
+    attributes = torch.tensor([[3.0, 1.0], [float("nan"), 2.0]])
+    predicted = torch.tensor([[1.5, 0.0, 2.0, 0.0], [9.0, 1.0, 0.0, 0.5]])  # (B, 1 + 3)
+    # thick: only the first image has one: standardised (3 - 2) / 0.5 = 2, predicted 1.5 -> error 0.25
+    thick = (1.5 - 2.0) ** 2
+    # hair: cross-entropy of the logits against the index (1 and 2)
+    logits = predicted[:, 1:]
+    hair = -(torch.log_softmax(logits, 1)[0, 1] + torch.log_softmax(logits, 1)[1, 2]) / 2
+    assert attribute_loss(encoder, predicted, attributes).item() == pytest.approx((thick + hair.item()) / 2, rel=1e-6)
+
+
+def test_attribute_weight_trains_a_head_on_reals_and_g_toward_the_asked_values(digits_attr):
+    from ganforge.train.config import build_config
+    from ganforge.train.recipes import RecipeError, create_recipe
+    from ganforge.train.recipes.base import Phase
+
+    dataset = PreparedDataset(digits_attr)
+    config = build_config(str(digits_attr), "dcgan-small", {**TINY, "attribute_weight": 2.0})
+    recipe = create_recipe(config, dataset, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert recipe.model_config.attribute_head
+    data = next(BatchReader(dataset, 16, seed=0))
+    batch = recipe.make_batch(Phase("Dmain", "D", draws=True), data, torch.randn(16, 16))
+    loss, stats = recipe.loss(Phase("Dmain", "D"), batch)
+    # the D term is the head's loss on the reals' own attributes, weighted
+    from ganforge.models.layers import attribute_loss
+
+    with torch.no_grad():
+        predicted = recipe.D(batch.real, batch.labels, attributes=batch.extra["attributes"], predict_attributes=True)[2]
+        expected = 2.0 * attribute_loss(recipe.D.encode_attributes, predicted, batch.extra["attributes"])
+    assert stats["D_attributes"].item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert recipe.D.regress_attributes.predict.weight.grad.abs().sum() > 0
+    recipe.D.zero_grad()
+    g_loss, g_stats = recipe.loss(Phase("Gmain", "G"), batch)
+    assert g_stats["G_attributes"] > 0
+    g_loss.backward()
+    assert recipe.G.attribute_affines[0].gain.weight.grad.abs().sum() > 0
+    with pytest.raises(RecipeError, match="StyleGAN2|DCGAN"):
+        create_recipe(build_config(str(digits_attr), None, {**SG2, "attribute_weight": 1.0}), dataset,
+                      torch.device("cpu"), torch.Generator())
+
+
 @pytest.fixture(scope="module")
 def trained(digits_attr, tmp_path_factory):
     from ganforge.api import train_gan

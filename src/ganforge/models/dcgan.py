@@ -36,6 +36,7 @@ from ganforge.models.layers import (
     AttributeAffine,
     AttributeEncoder,
     AttributeProjection,
+    AttributeRegressor,
     AttributeSpec,
     ConditionalBatchNorm2d,
     ModelConfigError,
@@ -66,6 +67,7 @@ class DCGANConfig:
     d_width: int = 64  # D channels at the 32x32 map, doubling as the map halves
     max_width: int = 512  # cap on any layer's channel count
     attributes: tuple[AttributeSpec, ...] = ()  # attributes to condition on (from the dataset); () = none
+    attribute_head: bool = False  # D also predicts the attributes (for the recipe's attribute_weight loss)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", check_attributes(NAME, self.attributes))  # dicts from JSON too
@@ -83,6 +85,9 @@ class DCGANConfig:
         check_int(NAME, "num_classes", self.num_classes, 0)
         check_conditioning(NAME, self.conditioning)
         check_bool(NAME, "spectral_norm", self.spectral_norm)
+        check_bool(NAME, "attribute_head", self.attribute_head)
+        if self.attribute_head and not self.attributes:
+            raise ModelConfigError(f"{NAME} config: attribute_head needs attributes to predict (the dataset has none).")
         check_int(NAME, "max_width", self.max_width, 1)
         # The widest map (R/2) gets width * 32 / (R/2) channels; it must be at least one.
         need = max(1, self.resolution // 64)
@@ -196,13 +201,18 @@ class DCGANDiscriminator(nn.Module):
         if config.attributes:
             self.encode_attributes = AttributeEncoder(config.attributes)
             self.project_attributes = AttributeProjection(self.encode_attributes.width, channels)
+        if config.attribute_head:
+            self.regress_attributes = AttributeRegressor(self.encode_attributes.width, channels)
         init_dcgan_weights(self)
         if config.spectral_norm:
             add_spectral_norm(self)
 
     def forward(
-        self, x: torch.Tensor, labels: torch.Tensor | None = None, attributes: torch.Tensor | None = None
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, attributes: torch.Tensor | None = None,
+        predict_attributes: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits (B,), class logits (B, K) or None); with `predict_attributes` (attribute_head) a third item,
+        the attribute head's prediction (B, width) from the mean-pooled 4x4 features."""
         cfg = self.config
         expected = (cfg.channels, cfg.resolution, cfg.resolution)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
@@ -226,4 +236,8 @@ class DCGANDiscriminator(nn.Module):
             logits = logits + self.project_attributes(h.sum(dim=(2, 3)), encoded)  # (B,)
         if self.acgan:
             class_logits = self.to_class_logits(h).flatten(1)  # (B, num_classes)
+        if predict_attributes:
+            if not cfg.attribute_head:
+                raise ModelConfigError(f"{NAME} discriminator: predict_attributes needs attribute_head=true.")
+            return logits, class_logits, self.regress_attributes(h.mean(dim=(2, 3)))  # (B, width)
         return logits, class_logits

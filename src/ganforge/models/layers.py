@@ -292,6 +292,39 @@ class AttributeProjection(nn.Module):
         return (self.embed(encoded.to(features.dtype)) * features).sum(dim=1)  # (B,)
 
 
+class AttributeRegressor(nn.Module):
+    """D's attribute head (StarGAN's auxiliary classifier, Choi et al. 2018, with regression for continuous
+    attributes): pooled features (B, F) -> a prediction (B, width) in the encoder's layout, a standardised
+    value per continuous attribute and logits per categorical one. Trained on reals by D, it teaches G to
+    make what it was asked for (`attribute_loss` on its fakes)."""
+
+    def __init__(self, width: int, features: int):
+        super().__init__()
+        self.predict = nn.Linear(features, width)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.predict(features)  # (B, width)
+
+
+def attribute_loss(encoder: AttributeEncoder, predicted: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+    """Mean over attributes of: the squared error of the standardised value (continuous) or the cross-entropy
+    of the value's index (categorical), over the images where the attribute is set (NaN: left out)."""
+    target = encoder(attributes, len(attributes), "attribute loss")  # (B, width), standardised / one-hot
+    unset = torch.isnan(attributes)  # (B, A)
+    predicted, losses, at = predicted.float(), [], 0
+    for a, spec in enumerate(encoder.specs):
+        keep = ~unset[:, a]
+        if spec.kind == "continuous":
+            error = (predicted[:, at] - target[:, at]) ** 2  # (B,)
+            at += 1
+        else:
+            k = len(spec.values)
+            error = F.cross_entropy(predicted[:, at : at + k], target[:, at : at + k].argmax(1), reduction="none")
+            at += k
+        losses.append((error * keep).sum() / keep.sum().clamp(min=1))
+    return torch.stack(losses).mean()
+
+
 # ---------------------------------------------------------------------------------------------
 # Weight init and spectral norm.
 

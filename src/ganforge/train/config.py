@@ -59,6 +59,7 @@ class TrainConfig:
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
     r1_every: int = 16  # lazy regularisation: apply R1 every N steps, scaled by N
     acgan_weight: float = 1.0  # class loss weight for model.conditioning=acgan
+    attribute_weight: float = 0.0  # with attributes (prepare --attributes): D also predicts them and G is trained to match (StarGAN's auxiliary loss); 0 = off
     ema_kimg: float = 10.0  # half-life of the generator's moving average, in thousands of images
     ema_rampup: float = 0.05  # early on, the half-life is at most this fraction of images seen
     augment: str = ""  # "ada" (adaptive, Karras et al. 2020) or a DiffAugment policy: any of color,translation,cutout
@@ -134,7 +135,7 @@ class TrainConfig:
         if not 0 <= self.lr_ramp_down <= 1:
             raise ConfigError(f"lr_ramp_down is a fraction of the budget between 0 and 1, not {self.lr_ramp_down}.")
         non_negative = ("kimg", "epochs", "minutes", "r1_gamma", "gp_weight", "acgan_weight", "ema_kimg", "ema_rampup",
-                        "eval_minutes", "patience", "max_rollbacks", "seed", "drift_weight", "grow_stable_kimg",
+                        "eval_minutes", "patience", "max_rollbacks", "seed", "drift_weight", "grow_stable_kimg", "attribute_weight",
                         "grow_fade_kimg", "l1_weight")
         negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
         if negative:

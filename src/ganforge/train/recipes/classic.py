@@ -16,6 +16,10 @@ Attributes: on a dataset prepared with `--attributes`, a model that takes them (
 `attributes` field) is conditioned on them unless conditional=no. Reals come with their own; each fake
 gets the attributes (and the class, when there are classes) of a real image drawn at random through the
 trainer's stream, so fakes follow the data's joint distribution and a resumed run draws the same ones.
+With `attribute_weight` w > 0, D also predicts the attributes (StarGAN's auxiliary classifier, Choi et
+al. 2018, with regression for numbers): D adds w * L_attr(D(x_real), a_real), G adds
+w * L_attr(D(G(z, a)), a), L_attr the squared error of standardised numbers and the cross-entropy of
+categories. It makes G follow the values asked for, not only their typical mix.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ganforge.models import MODELS, create_models
+from ganforge.models.layers import attribute_loss
 from ganforge.train.recipes.augmenting import DiscriminatorAugment
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe, lazy_interval
 from ganforge.train.recipes.fields import RecipeError, model_fields
@@ -105,6 +110,14 @@ class ClassicRecipe(Recipe):
         fields = model_fields(config, dataset)
         self.model_name = fields.pop("name")
         fields.update(attribute_fields(self.model_name, config, dataset))
+        self.attribute_head = bool(fields.get("attributes")) and config.attribute_weight > 0
+        if self.attribute_head:
+            if "attribute_head" not in {f.name for f in dataclasses.fields(MODELS[self.model_name].config_class)}:
+                raise RecipeError(f"attribute_weight: model {self.model_name} has no attribute head; use model.name=dcgan.")
+            fields["attribute_head"] = True  # D predicts the attributes: StarGAN's auxiliary loss
+        elif config.attribute_weight > 0 and not fields.get("attributes"):
+            raise RecipeError(f"attribute_weight={config.attribute_weight} needs a dataset with attributes "
+                              "(prepare --attributes FILE) and a model that takes them; leave it at 0.")
         self.model_config, G, D = create_models(self.model_name, **fields)
         self.networks = {"G": G, "D": D}
         self.augment = DiscriminatorAugment(config, device, rng) if dataset.kind == "images" else None
@@ -170,8 +183,17 @@ class ClassicRecipe(Recipe):
         return self.augment(x) if self.augment is not None else x
 
     def _discriminate(self, x, labels, attributes=None):
-        logits, class_logits = self.D(self._augment(x), labels, **attribute_kwargs(attributes))
-        return logits.float(), None if class_logits is None else class_logits.float()
+        """(logits, class logits or None, the attribute head's prediction or None), in float32."""
+        if self.attribute_head:
+            logits, class_logits, predicted = self.D(self._augment(x), labels, attributes=attributes,
+                                                     predict_attributes=True)
+            predicted = predicted.float()
+        else:
+            (logits, class_logits), predicted = self.D(self._augment(x), labels, **attribute_kwargs(attributes)), None
+        return logits.float(), None if class_logits is None else class_logits.float(), predicted
+
+    def _attribute_loss(self, predicted, attributes) -> torch.Tensor:
+        return self.config.attribute_weight * attribute_loss(self.D.encode_attributes, predicted, attributes)
 
     def _d_logits(self, batch: Batch):
         """Dmain's fakes (kept for Gmain with reuse_fakes) and D's (logits, class logits) on reals and fakes;
@@ -189,14 +211,18 @@ class ClassicRecipe(Recipe):
         return fake, conditions, real, self._discriminate(fake, *conditions)
 
     def _d_main(self, batch: Batch):
-        fake, conditions, (real_logits, real_classes), (fake_logits, fake_classes) = self._d_logits(batch)
+        fake, conditions, (real_logits, real_classes, real_predicted), (fake_logits, fake_classes, _) = self._d_logits(batch)
         loss = d_loss(self.config.loss, real_logits, fake_logits)
+        stats = {}
+        if self.attribute_head:  # D learns to read the attributes of real images (never of fakes)
+            attribute_term = self._attribute_loss(real_predicted, self.real_conditions(batch)[1])
+            loss, stats = loss + attribute_term, {"D_attributes": attribute_term.detach()}
         if self.config.loss == "wgan-gp":
             loss = loss + self.config.gp_weight * self._gradient_penalty(batch.real, fake, *self.real_conditions(batch))
         if self.acgan:
             loss = loss + self.config.acgan_weight * (
                 F.cross_entropy(real_classes, batch.labels) + F.cross_entropy(fake_classes, conditions[0]))
-        return loss, d_stats(loss, real_logits, fake_logits)
+        return loss, {**d_stats(loss, real_logits, fake_logits), **stats}
 
     def _kept_or_new_fakes(self, batch: Batch, generate) -> tuple[torch.Tensor, tuple]:
         """The fakes Dmain kept (with the conditions they were made with), or new ones from `generate`."""
@@ -206,11 +232,15 @@ class ClassicRecipe(Recipe):
 
     def _g_main(self, batch: Batch):
         fake, (labels, attributes) = self._kept_or_new_fakes(batch, self._generate_fakes)
-        logits, classes = self._discriminate(fake, labels, attributes)
+        logits, classes, predicted = self._discriminate(fake, labels, attributes)
         loss = g_loss(self.config.loss, logits)
+        stats = {}
         if self.acgan:
             loss = loss + self.config.acgan_weight * F.cross_entropy(classes, labels)
-        return loss, {"loss_G": loss.detach()}
+        if self.attribute_head:  # G makes images whose attributes D reads as the ones asked for
+            attribute_term = self._attribute_loss(predicted, attributes)
+            loss, stats = loss + attribute_term, {"G_attributes": attribute_term.detach()}
+        return loss, {"loss_G": loss.detach(), **stats}
 
     def _gradient_penalty(self, real, fake, labels, attributes=None):
         shape = [real.shape[0]] + [1] * (real.dim() - 1)

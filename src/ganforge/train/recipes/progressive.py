@@ -130,7 +130,7 @@ class ProgressiveRecipe(ClassicRecipe):
         return batch
 
     def _d_main(self, batch: Batch):
-        fake, _, (real_logits, _), (fake_logits, _) = self._d_logits(batch)
+        fake, _, (real_logits, *_), (fake_logits, *_) = self._d_logits(batch)
         loss = d_loss(self.config.loss, real_logits, fake_logits)
         stats = {}
         if self.config.loss == "wgan-gp":

@@ -41,6 +41,10 @@ class StyleGAN2Recipe(ClassicRecipe):
         if config.loss != "nonsaturating":
             raise RecipeError(f"The stylegan2 recipe trains with the non-saturating loss of the paper, not "
                               f"loss={config.loss}; leave loss out, or use model.name=dcgan for other losses.")
+        if config.attribute_weight > 0:
+            raise RecipeError("attribute_weight (D predicting the attributes) is built for DCGAN models so far: use "
+                              "model.name=dcgan (preset dcgan-small), or leave attribute_weight at 0 for StyleGAN2's "
+                              "projection conditioning alone.")
         super().__init__(config, dataset, device, rng)
         self.pl_mean = torch.zeros((), device=device)
 
