@@ -163,6 +163,33 @@ def test_tiles_sit_on_the_grid_of_a_strided_network():
     assert np.array_equal(whole, tr.translate_array(image, tile=32, overlap=12))
 
 
+class Squeezer(nn.Module):
+    """A network that reduces its 8x8 input to one vector and draws 8x8 from it (DTN's shape)."""
+
+    scale, size_multiple, fully_convolutional = 1, 1, False
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.encode, self.decode = nn.Linear(3 * 64, 16), nn.Linear(16, 3 * 64)
+
+    def forward(self, x):
+        return torch.tanh(self.decode(torch.relu(self.encode(x.flatten(1))))).view(-1, 3, 8, 8)
+
+
+def test_a_network_of_one_size_gets_its_size_and_gives_the_input_size_back():
+    config = _config(1, 1)
+    config["config"]["resolution"] = 8
+    config["translation"]["fully_convolutional"] = False
+    tr = Translator(Squeezer(), config)
+    small = np.random.default_rng(4).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert tr.translate_array(small).shape == (8, 8, 3)
+    big = np.asarray(Image.fromarray(small).resize((20, 30), Image.Resampling.BICUBIC))
+    out = tr.translate_array(big)
+    assert out.shape == (30, 20, 3)  # resized to 8 x 8 for the network, and back
+    assert tr.translate_batch(np.stack([big, big])).shape == (2, 30, 20, 3)
+
+
 def test_bad_inputs_are_refused_with_a_sentence():
     tr = Translator(Doubler(), _config(2, 1))
     with pytest.raises(TranslateError, match=r"uint8 \(H, W, 3\)"):

@@ -97,7 +97,8 @@ def translation_of(module: torch.nn.Module, model_config: dict, data: Path) -> d
     if classes and derive and derive.get("colours_rgb"):
         a_side["colours_rgb"], a_side["centres_lab"] = derive["colours_rgb"], derive.get("centres_lab")
     return {"directions": directions, "scale": int(getattr(module, "scale", 1)),
-            "size_multiple": int(getattr(module, "size_multiple", 1)), "derive": derive}
+            "size_multiple": int(getattr(module, "size_multiple", 1)),
+            "fully_convolutional": bool(getattr(module, "fully_convolutional", True)), "derive": derive}
 
 
 def components_of(generator: torch.nn.Module) -> dict:

@@ -89,6 +89,8 @@ class Translator:
         self.scale = int(translation.get("scale", 1))
         self.size_multiple = int(translation.get("size_multiple", 1))
         self.resolution = config["config"].get("resolution")
+        # a network that reduces its input to one vector (DTN's encoder) works at its training size only
+        self.fully_convolutional = bool(translation.get("fully_convolutional", True))
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto",
@@ -214,7 +216,28 @@ class Translator:
     def translate_array(self, a: np.ndarray, *, tile: int | None = TILE, overlap: int = OVERLAP) -> np.ndarray:
         """uint8 (H, W, C_A) or an (H, W) label map -> uint8 (H * scale, W * scale, C_B)."""
         check_size(*np.asarray(a).shape[:2])
+        if not self.fully_convolutional:
+            return self._at_training_size(np.asarray(a))
         return self._translate_uint8(self.input_tensor(a), tile, overlap)
+
+    def _at_training_size(self, a: np.ndarray) -> np.ndarray:
+        """For a network that is not fully convolutional: the input resized to its training size (bicubic;
+        nearest for a label map), translated, and the output resized to the input's size x scale."""
+        from ganforge.data.reader import to_uint8_images
+
+        height, width = a.shape[:2]
+        side = self.resolution // self.scale
+        if (height, width) != (side, side):
+            resample = Image.Resampling.NEAREST if self.input.kind == "labels" else Image.Resampling.BICUBIC
+            resized = np.asarray(Image.fromarray(a[..., 0] if a.ndim == 3 and a.shape[-1] == 1 else a).resize((side, side), resample))
+            a = resized[..., None] if resized.ndim == 2 and self.input.kind == "image" else resized
+        with torch.inference_mode():
+            out = to_uint8_images(self._run(self.input_tensor(a)))[0]
+        if out.shape[:2] == (height * self.scale, width * self.scale):
+            return out
+        back = np.asarray(Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out)
+                          .resize((width * self.scale, height * self.scale), Image.Resampling.BICUBIC))
+        return back[..., None] if back.ndim == 2 else back
 
     @torch.inference_mode()
     def translate_batch(self, rows: np.ndarray, *, batch_size: int = 16, tile: int | None = TILE,
@@ -232,7 +255,7 @@ class Translator:
         check_size(height, width)
         check_tiling(tile, overlap)
         padded_side = max(height + -height % self.size_multiple, width + -width % self.size_multiple)
-        if tile is not None and padded_side > tile:
+        if not self.fully_convolutional or (tile is not None and padded_side > tile):
             return np.stack([self.translate_array(row, tile=tile, overlap=overlap) for row in rows])
         out = []
         for start in range(0, len(rows), batch_size):
