@@ -291,3 +291,61 @@ def test_mlp_packing_groups_consecutive_points():
     assert logits2[0] == logits[0] and logits2[1] != logits[1]
     with pytest.raises(ValueError, match="multiple of 4"):
         D(torch.randn(10, 2))
+
+
+# --- image-to-image models (TRANSLATORS): G(a) -> b, the interface export and translate read -----------
+# A translator adds a row: its tiny config and an input size (A's side).
+TRANSLATOR_SETTINGS = {
+    "srresnet": {"fields": {"resolution": 16, "scale": 4, "width": 4, "blocks": 2, "d_width": 4, "d_dense": 8},
+                 "side": 4},
+}
+TRANSLATOR_CASES = [name for name in TRANSLATOR_SETTINGS]
+
+
+def build_translator(name: str):
+    from ganforge.models import TRANSLATORS
+
+    assert name in TRANSLATORS
+    return create_models(name, **TRANSLATOR_SETTINGS[name]["fields"])
+
+
+@pytest.mark.parametrize("name", TRANSLATOR_CASES)
+def test_translator_interface_shapes_and_deterministic_eval(name):
+    cfg, G, _ = build_translator(name)
+    assert isinstance(G.scale, int) and isinstance(G.size_multiple, int) and G.size_multiple >= 1
+    side = TRANSLATOR_SETTINGS[name]["side"]
+    a = torch.rand(BATCH, cfg.in_channels, side, side) * 2 - 1
+    G.eval()
+    with torch.no_grad():
+        b, again, alone = G(a), G(a), G(a[:1])
+    assert b.shape == (BATCH, cfg.channels, side * G.scale, side * G.scale)
+    assert b.min() >= -1 and b.max() <= 1
+    assert torch.equal(b, again) and torch.allclose(alone, b[:1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", TRANSLATOR_CASES)
+def test_translator_rebuilt_from_its_config_json_gives_the_same_output(name):
+    cfg, G, _ = build_translator(name)
+    rebuilt = create_generator(name, json.loads(json.dumps(dataclasses.asdict(cfg))))
+    rebuilt.load_state_dict(G.state_dict())
+    side = TRANSLATOR_SETTINGS[name]["side"]
+    a = torch.rand(2, cfg.in_channels, side, side) * 2 - 1
+    G.eval(), rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(a), G(a))
+
+
+@pytest.mark.parametrize("name", TRANSLATOR_CASES)
+def test_translator_bf16_autocast_and_channels_last(name):
+    cfg, G, _ = build_translator(name)
+    side = TRANSLATOR_SETTINGS[name]["side"]
+    a = torch.rand(2, cfg.in_channels, side, side) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        b = G(a)
+    b.float().mean().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in G.parameters())
+    G.eval()
+    with torch.no_grad():
+        plain = G(a)
+        G.to(memory_format=torch.channels_last)
+        assert torch.allclose(G(a.contiguous(memory_format=torch.channels_last)), plain, atol=1e-5)

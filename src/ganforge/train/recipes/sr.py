@@ -53,11 +53,15 @@ PREVIEW_PAIRS = 16  # at most this many triples in a tick's grid
 PREPARE_HINT = "ganforge prepare SRC OUT --resolution 64 --derive downscale:4"
 
 
-def load_feature_network(device: torch.device) -> nn.Module:
-    """phi for the feature loss (see `FEATURE_PROTOCOL`): the FID Inception weights, found as metrics find
-    them, cut at Conv2d_4a_3x3. A clear error when they are not on this machine and cannot be downloaded."""
+def load_feature_network(device: torch.device, resolution: int) -> nn.Module:
+    """phi for the feature loss (see `FEATURE_PROTOCOL`) on B of `resolution` px: the FID Inception weights,
+    found as metrics find them, cut at Conv2d_4a_3x3. A clear error when they are not on this machine and
+    cannot be downloaded, or when B is too small for Inception's stem."""
     from ganforge.models.inception import InceptionFeatures, InceptionWeightsError, locate_inception, read_weights
 
+    if InceptionFeatures.feature_side(resolution) < 1:
+        raise RecipeError(f"The feature loss needs B of at least 19 px (Inception's stem shrinks it about 5 times), "
+                          f"and the pairs are {resolution} px: prepare larger ones, or feature_weight=0.")
     try:
         network = InceptionFeatures(read_weights(locate_inception()))
     except InceptionWeightsError as err:
@@ -138,10 +142,7 @@ class SRRecipe(Recipe):
         self.warmup_images = config.warmup_kimg * 1000  # the loop's own comparison: images_seen < start_kimg * 1000
         self.features = None  # phi: frozen, outside `networks` (never optimised, averaged or saved)
         if config.feature_weight > 0:
-            if fields["resolution"] < 19:
-                raise RecipeError(f"The feature loss needs B of at least 19 px (Inception's stem), and the pairs are "
-                                  f"{fields['resolution']} px: prepare larger ones, or feature_weight=0.")
-            self.features = load_feature_network(device)
+            self.features = load_feature_network(device, self.model_config.resolution)
         self.gan_period = False  # set before each step by `step_plan`
         self._fakes: torch.Tensor | None = None
         pick = np.random.default_rng(config.seed).choice(len(dataset), min(PREVIEW_PAIRS, config.grid_size, len(dataset)),
