@@ -349,3 +349,57 @@ def test_translator_bf16_autocast_and_channels_last(name):
         plain = G(a)
         G.to(memory_format=torch.channels_last)
         assert torch.allclose(G(a.contiguous(memory_format=torch.channels_last)), plain, atol=1e-5)
+
+
+# Translators whose A is a label map (config.input_classes = K > 0): a long (B, H, W) input, the same checks.
+LABEL_TRANSLATOR_SETTINGS = {
+    "spade": {"fields": {"resolution": 16, "input_classes": 4, "width": 4, "hidden": 4, "d_width": 4, "d_layers": 2},
+              "side": 16},
+}
+
+
+def label_map_input(name: str, batch: int, seed: int = 0):
+    cfg, G, D = create_models(name, **LABEL_TRANSLATOR_SETTINGS[name]["fields"])
+    side = LABEL_TRANSLATOR_SETTINGS[name]["side"]
+    a = torch.randint(0, cfg.input_classes, (batch, side, side), generator=torch.Generator().manual_seed(seed))
+    return cfg, G, D, a
+
+
+@pytest.mark.parametrize("name", list(LABEL_TRANSLATOR_SETTINGS))
+def test_label_map_translator_shapes_and_deterministic_eval(name):
+    cfg, G, _, a = label_map_input(name, BATCH)
+    assert isinstance(G.scale, int) and isinstance(G.size_multiple, int) and G.size_multiple >= 1
+    assert a.shape[-1] % G.size_multiple == 0
+    G(a)  # a training-mode pass moves any batch-norm statistics off their start
+    G.eval()
+    with torch.no_grad():
+        b, again, alone = G(a), G(a), G(a[:1])
+    side = LABEL_TRANSLATOR_SETTINGS[name]["side"]
+    assert b.shape == (BATCH, cfg.channels, side * G.scale, side * G.scale)
+    assert b.min() >= -1 and b.max() <= 1
+    assert torch.equal(b, again) and torch.allclose(alone, b[:1], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(LABEL_TRANSLATOR_SETTINGS))
+def test_label_map_translator_rebuilt_from_its_config_json_gives_the_same_output(name):
+    cfg, G, _, a = label_map_input(name, 2)
+    G(a)
+    rebuilt = create_generator(name, json.loads(json.dumps(dataclasses.asdict(cfg))))
+    rebuilt.load_state_dict(G.state_dict())
+    G.eval(), rebuilt.eval()
+    with torch.no_grad():
+        assert torch.equal(rebuilt(a), G(a))
+
+
+@pytest.mark.parametrize("name", list(LABEL_TRANSLATOR_SETTINGS))
+def test_label_map_translator_bf16_autocast_and_channels_last(name):
+    cfg, G, D, a = label_map_input(name, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        b = G(a)
+    b.float().mean().backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in G.parameters())
+    G.eval()
+    with torch.no_grad():
+        plain = G(a)
+        G.to(memory_format=torch.channels_last)
+        assert torch.allclose(G(a), plain, atol=1e-5)

@@ -29,6 +29,7 @@ from ganforge.models.layers import ModelConfigError
 from ganforge.models.mlp import MLPConfig, MLPDiscriminator, MLPGenerator
 from ganforge.models.pix2pix import PatchDiscriminator, Pix2PixConfig, UNetGenerator
 from ganforge.models.progan import ProGANConfig, ProGANDiscriminator, ProGANGenerator
+from ganforge.models.spade import MultiscaleDiscriminator, SPADEConfig, SPADEGenerator
 from ganforge.models.srresnet import SRDiscriminator, SRGenerator, SRResNetConfig
 from ganforge.models.stylegan2 import StyleGAN2Config, StyleGAN2Discriminator, StyleGAN2Generator
 
@@ -121,6 +122,7 @@ register_model(ModelSpec("mlp", MLPConfig, MLPGenerator, MLPDiscriminator))
 register_model(ModelSpec("stylegan2", StyleGAN2Config, StyleGAN2Generator, StyleGAN2Discriminator))
 register_model(ModelSpec("progan", ProGANConfig, ProGANGenerator, ProGANDiscriminator))
 register_translator(ModelSpec("pix2pix", Pix2PixConfig, UNetGenerator, PatchDiscriminator))
+register_translator(ModelSpec("spade", SPADEConfig, SPADEGenerator, MultiscaleDiscriminator))
 register_translator(ModelSpec("cyclegan", CycleGANConfig, CycleGenerator, CycleDiscriminators))
 register_translator(ModelSpec("dtn", DTNConfig, DTNGenerator, DTNDiscriminator))
 register_translator(ModelSpec("srresnet", SRResNetConfig, SRGenerator, SRDiscriminator))
