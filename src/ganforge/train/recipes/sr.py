@@ -193,7 +193,8 @@ class SRRecipe(Recipe):
         fake_logits = self.D(fake.detach()).float()
         loss = relativistic_d_loss(real_logits, fake_logits)
         return loss, {"loss_D": loss.detach(), "D_real": real_logits.detach().mean(), "D_fake": fake_logits.detach().mean(),
-                      "D_accuracy": (real_logits > fake_logits.mean()).float().mean().detach()}
+                      "D_accuracy": 0.5 * ((real_logits > fake_logits.mean()).float().mean()
+                                           + (fake_logits < real_logits.mean()).float().mean()).detach()}
 
     def _g_main(self, batch: Batch):
         fake, self._fakes = self._fakes, None
