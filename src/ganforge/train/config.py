@@ -77,6 +77,7 @@ class TrainConfig:
     grow_fade_kimg: float = 600.0  # progressive: thousands of images over which each new resolution fades in
     grow_batch: str = ""  # progressive: batch size by resolution, e.g. "4:128,8:128,16:64"; others use batch_size
     l1_weight: float = 100.0  # pix2pix: weight of the L1 distance between G(A) and B beside the GAN loss (the paper's 100)
+    fm_weight: float = 10.0  # spade: weight of the discriminator feature-matching loss (pix2pixHD's and SPADE's 10)
     cycle_weight: float = 10.0  # cyclegan: weight of the cycle losses |G_BA(G_AB(A)) - A| and |G_AB(G_BA(B)) - B| (the paper's 10)
     identity_weight: float = 0.5  # cyclegan: identity losses |G_AB(B) - B|, |G_BA(A) - A| weigh this x cycle_weight (0.5 as the reference)
     pool_size: int = 50  # cyclegan: each D sees fakes from a history of this many generated images (the paper's 50); 0 = no pool
@@ -137,6 +138,9 @@ class TrainConfig:
         non_negative = ("kimg", "epochs", "minutes", "r1_gamma", "gp_weight", "acgan_weight", "ema_kimg", "ema_rampup",
                         "eval_minutes", "patience", "max_rollbacks", "seed", "drift_weight", "grow_stable_kimg", "attribute_weight",
                         "grow_fade_kimg", "l1_weight")
+        if self.fm_weight < 0:
+            raise ConfigError(f"fm_weight cannot be negative (10 is the SPADE paper's; 0 switches feature matching "
+                              f"off), not {self.fm_weight}.")
         negative = [f"{n}={getattr(self, n)}" for n in non_negative if getattr(self, n) < 0]
         if negative:
             raise ConfigError(f"{', '.join(negative)}: cannot be negative.")

@@ -14,6 +14,7 @@ from ganforge.train.recipes.dtn import DTNRecipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
 from ganforge.train.recipes.pix2pix import Pix2PixRecipe
 from ganforge.train.recipes.progressive import ProgressiveRecipe
+from ganforge.train.recipes.spade import SPADERecipe
 from ganforge.train.recipes.sr import SRRecipe
 from ganforge.train.recipes.stylegan2 import StyleGAN2Recipe
 
@@ -22,6 +23,8 @@ RECIPES: dict[str, type[Recipe]] = {"classic": ClassicRecipe, "stylegan2": Style
 RECIPES["cyclegan"] = CycleGANRecipe
 # model name -> its recipe; others train with the classic one
 MODEL_RECIPES = {"stylegan2": "stylegan2", "progan": "progressive", "pix2pix": "pix2pix"}
+RECIPES["spade"] = SPADERecipe
+MODEL_RECIPES["spade"] = "spade"
 MODEL_RECIPES["cyclegan"] = "cyclegan"
 RECIPES["dtn"] = DTNRecipe
 MODEL_RECIPES["dtn"] = "dtn"
