@@ -320,3 +320,42 @@ def test_cyclegan_exports_both_directions_and_round_trips(photos, tmp_path):
     assert there.turned().direction == "b_to_a"
     results = tm.evaluate_translator(folder, data, fid=False, kid=False, device="cpu", progress=False)
     assert 0 <= results["cycle_l1"] <= 1 and "psnr" not in results  # unpaired: no ground truth to compare with
+
+
+def _bars(folder: Path, count: int, colour: bool) -> Path:
+    """Two classes of 16 px pictures in class folders: a horizontal bar (0) or a vertical one (1)."""
+    rng = np.random.default_rng(5 + colour)
+    for i in range(count):
+        image = np.zeros((16, 16, 3), np.uint8)
+        at = int(rng.integers(3, 12))
+        ink = rng.integers(128, 256, 3) if colour else 255
+        if i % 2:
+            image[:, at : at + 3] = ink
+        else:
+            image[at : at + 3, :] = ink
+        (folder / str(i % 2)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / str(i % 2) / f"{i}.png")
+    return folder
+
+
+def test_class_preservation_with_a_judge_of_the_target_domain(tmp_path, capsys):
+    from ganforge.metrics.judge import train_judge
+
+    data, target = tmp_path / "bars", tmp_path / "target"
+    prepare_dataset(_bars(tmp_path / "grey", 16, False), data, resolution=16, labels="folders",
+                    unpaired=str(_bars(tmp_path / "colour", 16, True)), **QUIET)
+    prepare_dataset(_bars(tmp_path / "judge", 40, True), target, resolution=16, labels="folders", **QUIET)
+    run = train_gan(data, preset="cyclegan", progress=False,
+                    overrides={**RUN, "model.blocks": 1, "identity_weight": 0, "runs_dir": str(tmp_path / "runs")}).run_dir
+    folder = export_generator(run)
+    results = tm.evaluate_translator(folder, data, fid=False, kid=False, device="cpu", progress=False,
+                                     judge_data=target, judge_steps=60)
+    assert 0 <= results["class_preserved"] <= 1 and 0 <= results["judge_accuracy"] <= 1
+    # the baseline is the same judge (same data, split and seed) on the untouched inputs
+    ref, ds = PreparedDataset(target), PreparedDataset(data)
+    train = np.sort(np.random.default_rng(0).permutation(len(ref))[len(ref) // 10 :])
+    judge = train_judge(np.asarray(ref.images)[train], ref.labels[train], steps=60, seed=0, classes=2)
+    assert results["class_preserved_baseline"] == pytest.approx(
+        float((judge.classify(np.asarray(ds.a)) == ds.labels).mean()))
+    with pytest.raises(tm.TranslationMetricsError, match="classes"):
+        tm.evaluate_translator(folder, data, fid=False, kid=False, device="cpu", progress=False, judge_data=data)

@@ -337,6 +337,9 @@ def _add_eval(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="recompute the reference statistics")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--judge", metavar="DATASET",
+                   help="image-to-image models: a dataset of the target domain with classes (e.g. MNIST); a small "
+                        "classifier trained on it reports how many outputs keep their input's class (DTN)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run_eval)
 
@@ -351,6 +354,9 @@ def _run_eval(args) -> int:
         raise MetricsError(f"--metrics {args.metrics!r}: choose from {','.join(METRICS)}.")
     if is_translator(args.input):  # PSNR, SSIM, L1, FID/KID against held-out pairs, beside a trivial baseline
         return run_translator_eval(args)
+    if args.judge:
+        raise MetricsError("--judge is for image-to-image models (class preservation of a translator); "
+                           f"{args.input} is not one.")
     from ganforge.metrics.inception_onnx import INSTALL_HINT, installed, requested_runtime
 
     if not args.quiet and not installed() and requested_runtime(args.runtime) == "auto":

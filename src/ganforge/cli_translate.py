@@ -61,15 +61,17 @@ def run_translator_eval(args) -> int:
     chosen = {m.strip() for m in args.metrics.split(",") if m.strip()}
     results = evaluate_translator(args.input, args.data, count=min(args.count, 10_000), fid="fid" in chosen,
                                   kid="kid" in chosen, device=args.device, inception=args.inception,
-                                  progress=not args.quiet, seed=args.seed)
+                                  progress=not args.quiet, seed=args.seed, judge_data=args.judge)
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
     print(f"{results['images']:,} images; baseline: {results['baseline']}")
     print(f"{'':>10}  {'model':>10}  {'baseline':>10}")
-    for key in ("psnr", "ssim", "l1", "fid", "kid", "cycle_l1"):
+    for key in ("psnr", "ssim", "l1", "fid", "kid", "cycle_l1", "class_preserved"):
         if key in results and results[key] is not None:
             base = results.get(f"{key}_baseline")
             print(f"{key:>10}  {results[key]:>10.4g}  {'' if base is None else format(base, '>10.4g')}")
+    if "judge_accuracy" in results:
+        print(f"the judge reads {results['judge_accuracy']:.1%} of held-out target images right")
     print(f"protocol: {results['protocol']}")
     return 0

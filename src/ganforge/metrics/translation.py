@@ -149,14 +149,17 @@ def baseline(translator, inputs: np.ndarray, target_shape: tuple) -> tuple[str, 
 def evaluate_translator(model: str | os.PathLike, data: str | os.PathLike, *, count: int = 1000,
                         fid: bool = True, kid: bool = True, direction: str | None = None, device: str = "auto",
                         inception: str | os.PathLike | None = None, extractor=None, progress: bool = True,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, judge_data: str | os.PathLike | None = None, judge_steps: int = 1500) -> dict:
     """Metrics of an exported image-to-image model on the first `count` rows of a prepared dataset.
 
     Paired data: PSNR, SSIM, L1 of the outputs against side B (PSNR and SSIM on the Y channel with the
     scale's border cropped for super-resolution, on all channels otherwise), FID/KID against B, and the
     same for the baseline. Unpaired data: FID/KID against the target side and the cycle error
-    (L1 of A against B->A(A->B(A))) when the model has both directions. Keys end in `_baseline` for the
-    baseline; `protocol` names how each was measured."""
+    (L1 of A against B->A(A->B(A))) when the model has both directions. With `judge_data` (a prepared
+    dataset of the target domain with classes, e.g. MNIST) and classes for the inputs (a DTN set prepared
+    with --labels), a judge classifier is trained on it (`metrics.judge`) and `class_preserved` is the
+    share of outputs it reads as their input's class, beside the same share for the untouched inputs.
+    Keys end in `_baseline` for the baseline; `protocol` names how each was measured."""
     from ganforge.data.format import PreparedDataset
     from ganforge.translator import Translator
 
@@ -189,10 +192,37 @@ def evaluate_translator(model: str | os.PathLike, data: str | os.PathLike, *, co
     if len(translator.directions) == 2:  # two-way: how much of the input survives there and back
         back = translator.turned()
         results["cycle_l1"] = l1(translate_rows(back, outputs), inputs) if translator.input.kind == "image" else None
+    if judge_data is not None:
+        results.update(_class_preservation(dataset, translator, inputs, outputs, judge_data, judge_steps, seed))
     if fid or kid:
         results.update(_distribution(outputs, trivial, truth, fid, kid, device, inception, extractor, progress, seed))
     results["protocol"] = _protocol(sr, border, fid or kid)
     return results
+
+
+def _class_preservation(dataset, translator, inputs, outputs, judge_data, steps: int, seed: int) -> dict:
+    from ganforge.data.format import PreparedDataset
+    from ganforge.metrics.judge import train_judge
+
+    labels = dataset.labels
+    if labels is None or translator.direction != "a_to_b":
+        raise TranslationMetricsError(f"Class preservation needs the classes of the inputs: prepare {dataset.path} "
+                                      "with --labels (side A's class folders), and evaluate the A -> B direction.")
+    reference = PreparedDataset(judge_data)
+    if reference.kind != "images" or reference.labels is None:
+        raise TranslationMetricsError(f"The judge learns from images of the target domain with their classes, and "
+                                      f"{judge_data} is not such a dataset ({reference.kind}, "
+                                      f"{'no' if reference.labels is None else 'with'} classes). Prepare one with "
+                                      "--labels (e.g. ganforge prepare mnist OUT).")
+    held = np.random.default_rng(seed).permutation(len(reference))
+    test, train = held[: len(held) // 10], held[len(held) // 10 :]
+    images = np.asarray(reference.images)
+    judge = train_judge(images[np.sort(train)], reference.labels[np.sort(train)], steps=steps, seed=seed,
+                        classes=max(int(reference.labels.max()), int(labels.max())) + 1)
+    wanted = np.asarray(labels[: len(inputs)])
+    return {"class_preserved": float((judge.classify(outputs) == wanted).mean()),
+            "class_preserved_baseline": float((judge.classify(inputs) == wanted).mean()),
+            "judge_accuracy": judge.accuracy(images[np.sort(test)], reference.labels[np.sort(test)])}
 
 
 def _distribution(outputs, trivial, truth, fid, kid, device, inception, extractor, progress, seed) -> dict:
