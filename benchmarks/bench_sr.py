@@ -13,13 +13,14 @@ At most `--test-count` (400) held-out images are measured, spread evenly over th
 
 Training: one run of preset sr per set (CPU sizes), a warm-up of L1 alone (the "pixel model" is the
 checkpoint at its end), then the run resumed for the GAN period (the "GAN model"): 30 + 15 kimg on the
-photos, 16 + 8 on Twemoji (`BUDGETS`; --pixel-kimg / --gan-kimg set both sets'). Budgets in images, so contention on the machine changes time, not results.
+photos, 16 + 8 on Twemoji (`BUDGETS`; --pixel-kimg / --gan-kimg set both sets'). Budgets in images, so
+contention on the machine changes time, not results.
 
 Figures, on the held-out crops: PSNR and SSIM on the Y channel (BT.601 studio range) with 4 px (the scale)
 cropped from each border, averaged over images (ganforge.metrics.translation's protocol, the SR
-literature's), for bicubic, the pixel model and the GAN model; FID and KID (ganforge's Inception protocol)
-of each one's outputs against the held-out real crops (few images: FID is biased upward, compare them with
-one another only). Pictures: OUT/<set>-compare.png, rows of bicubic | pixel | GAN | truth.
+literature's; `ganforge eval` on a translator reports the same), for bicubic, the pixel model and the GAN
+model; FID and KID (ganforge's Inception protocol) of each one's outputs against the held-out real crops
+(few images: FID is biased upward, compare them with one another only). Pictures: OUT/<set>-compare.png, rows of bicubic | pixel | GAN | truth.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ganforge.api import train_gan
 from ganforge.data.derive import downscale
 from ganforge.data.format import PreparedDataset
 from ganforge.data.prepare import prepare_dataset
+from ganforge.metrics import translation
 from ganforge.metrics.evaluate import FeatureExtractor
 from ganforge.metrics.inception import load_inception
 from ganforge.metrics.scores import FeatureStats, fid_from_stats, kernel_inception_distance
@@ -138,10 +140,6 @@ def upscale(G: torch.nn.Module, low: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def bicubic(low: np.ndarray) -> np.ndarray:
-    return np.stack([np.asarray(Image.fromarray(x).resize((SIDE, SIDE), Image.Resampling.BICUBIC)) for x in low])
-
-
 def over_white(images: np.ndarray) -> np.ndarray:
     if images.shape[-1] != 4:
         return images
@@ -150,24 +148,9 @@ def over_white(images: np.ndarray) -> np.ndarray:
 
 
 def pixel_metrics(x: np.ndarray, truth: np.ndarray) -> tuple[float, float, str]:
-    """PSNR and SSIM on Y with the scale cropped from each border: the lead's module when it is there."""
-    try:
-        from ganforge.metrics.translation import PSNR_Y, psnr, ssim
-
-        return (psnr(x, truth, y_channel=True, border=SCALE), ssim(x, truth, y_channel=True, border=SCALE),
-                PSNR_Y.format(border=SCALE))
-    except ImportError:
-        from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-        def y(images):
-            return 16 + images[..., :3].astype(np.float64) @ (np.array([65.481, 128.553, 24.966]) / 255)
-
-        b = SCALE
-        xs, ts = y(x)[:, b:-b, b:-b], y(truth)[:, b:-b, b:-b]
-        p = np.mean([peak_signal_noise_ratio(t, o, data_range=255) for o, t in zip(xs, ts)])
-        s = np.mean([structural_similarity(t, o, data_range=255, gaussian_weights=True, sigma=1.5,
-                                           use_sample_covariance=False) for o, t in zip(xs, ts)])
-        return float(p), float(s), f"skimage psnr/ssim, y601 studio, border {b}"
+    """PSNR and SSIM on Y with the scale cropped from each border (what `ganforge eval` reports)."""
+    return (translation.psnr(x, truth, y_channel=True, border=SCALE),
+            translation.ssim(x, truth, y_channel=True, border=SCALE), translation.PSNR_Y.format(border=SCALE))
 
 
 def features(extractor: FeatureExtractor, images: np.ndarray) -> FeatureStats:
@@ -190,7 +173,8 @@ def bench_set(name: str, folder: Path, held: np.ndarray, out: Path, args, extrac
     pixel_kimg, gan_kimg = BUDGETS[name]
     models = train(prepared, out / f"{name}-runs", args.pixel_kimg or pixel_kimg, args.gan_kimg or gan_kimg)
     low = np.stack([downscale(x, SCALE) for x in held])  # A exactly as prepare derives it
-    outputs = {"bicubic": bicubic(low), **{k: upscale(G, low) for k, G in models.items()}}
+    # Pillow's bicubic (eval's baseline), then the two models
+    outputs = {"bicubic": translation.bicubic(low, SCALE), **{k: upscale(G, low) for k, G in models.items()}}
     truth = over_white(held)
     real = features(extractor, truth)
     results = {}
