@@ -148,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attribute-weight", type=float, default=1.0,
                         help="D predicts the attributes and G is trained to match (StarGAN's auxiliary loss); 0 = off")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (1 beside another job)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     from ganforge.api import train_gan
     from ganforge.attributes import attribute_edit, edit_values, parse_attribute_edit
