@@ -80,6 +80,13 @@ def _pixels(array: np.ndarray, labels: bool) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, C, H, W)
 
 
+def label_colours(dataset, k: int) -> np.ndarray:
+    """uint8 (K, 3): the colours of a labels:K dataset's centres (how translate and its baseline draw a map
+    too), or K distinct hues when the manifest has none."""
+    colours = (dataset.manifest.get("derive") or {}).get("colours_rgb")
+    return np.asarray(colours, np.uint8) if colours and len(colours) == k else _palette(k)
+
+
 def _palette(k: int) -> np.ndarray:
     """K distinct colours for drawing a label map: hues around the circle, alternating lightness."""
     hue = np.arange(k) / k
@@ -165,10 +172,13 @@ class Pix2PixRecipe(Recipe):
             b = b[:, start : start + self.config.crop, start : start + self.config.crop]
         return _pixels(a, self.labels_input), _pixels(b, False)
 
+    def _label_colours(self) -> np.ndarray:
+        return label_colours(self.dataset, self.model_config.input_classes)
+
     def _shown(self, a: torch.Tensor) -> np.ndarray:
         """A as uint8 (N, H, W, C) pictures: a label map in its palette colours."""
         if self.labels_input:
-            return _palette(self.model_config.input_classes)[a.numpy()]
+            return self._label_colours()[a.numpy()]
         return to_uint8_images(a)
 
     def _grid(self, columns: list[np.ndarray]):
