@@ -102,6 +102,7 @@ class DTNGenerator(nn.Module):
 
     z_dim = 0  # no latent: the training loop's latent draws are empty
     scale = 1
+    fully_convolutional = False  # f reads one R x R image into one vector: translate resizes inputs to R
 
     def __init__(self, config: DTNConfig):
         super().__init__()
