@@ -317,6 +317,8 @@ def test_a_paired_dataset_trains_pix2pix_without_a_preset(gray_pairs, capsys):
     assert config.preset == "pix2pix" and config.model["name"] == "pix2pix"
     assert "12 pairs at 16 px" in capsys.readouterr().err
     assert choose_defaults("unpaired", 100, 32).preset == "cyclegan"  # two unpaired sets: no pix2pix
+    # grey A and colour B: no identity loss (an image cannot equal its translation in other channels)
+    assert choose_defaults("unpaired", 100, 32, same_channels=False).overrides == {"identity_weight": 0.0}
     with pytest.raises(RecipeError, match="no default model"):
         choose_defaults("mystery", 100, 32)
 

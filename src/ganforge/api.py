@@ -56,7 +56,8 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     if preset is None:  # chosen from the dataset, by measurement (see train/defaults.py)
         choice = choose_defaults(dataset.kind, len(dataset), dataset.resolution if dataset.kind != "points" else None,
                                  device_kind(str(overrides.get("device", "auto"))),
-                                 derive=(dataset.manifest.get("derive") or {}).get("mode", ""))
+                                 derive=(dataset.manifest.get("derive") or {}).get("mode", ""),
+                                 same_channels=dataset.kind != "unpaired" or dataset.a.shape[-1] == dataset.b.shape[-1])
         preset, explained = choice.preset, [choice.why]
         overrides = {**choice.overrides, **overrides}  # what the user gave wins
     config = build_config(str(Path(data).resolve()), preset, overrides, kind=dataset.kind)

@@ -20,7 +20,8 @@ class Choice:
     why: str = ""
 
 
-def choose_defaults(kind: str, count: int, resolution: int | None, device: str = "cpu", derive: str = "") -> Choice:
+def choose_defaults(kind: str, count: int, resolution: int | None, device: str = "cpu", derive: str = "",
+                    same_channels: bool = True) -> Choice:
     """The preset (and overrides) for a dataset of `count` items of `kind` at `resolution` px, trained on a
     `device` of this kind ("cpu" or "cuda").
 
@@ -38,9 +39,11 @@ def choose_defaults(kind: str, count: int, resolution: int | None, device: str =
     if kind == "paired":
         return Choice("pix2pix", {}, f"{count:,} pairs at {resolution} px: image-to-image translation A -> B, a U-Net "
                                      "with a PatchGAN discriminator and L1 (preset pix2pix)")
-    if kind == "unpaired":
-        return Choice("cyclegan", {}, f"two unpaired sets at {resolution} px: image-to-image translation A <-> B "
-                                      "without pairs, two ResNet generators with cycle losses (preset cyclegan)")
+    if kind == "unpaired":  # identity losses compare an image with its translation: only for sides alike
+        return Choice("cyclegan", {} if same_channels else {"identity_weight": 0.0},
+                      f"two unpaired sets at {resolution} px: image-to-image translation A <-> B without pairs, two "
+                      "ResNet generators with cycle losses (preset cyclegan"
+                      f"{'' if same_channels else '; identity_weight=0, as the sides differ in channels'})")
     if kind != "images":
         from ganforge.train.recipes.fields import RecipeError
 
