@@ -8,7 +8,7 @@ comes from a picture the models trained on:
 - photos: ../shared/data/photos (42 JPEGs, longest side 1,600 px) halved first (antialiased: fewer JPEG
   artefacts, more detail per crop), then 64 px crops for B (A = B / 4 = 16 px, by `--derive downscale:4`:
   Pillow bicubic, antialiased). 200 random crops per training photo; 24 per held-out photo.
-- twemoji: ../shared/data/twemoji, 64 px RGBA emoji as B, 16 px A. Measured composited over white.
+- twemoji: ../shared/data/twemoji, 64 px emoji as B (composited onto white, as prepare does), 16 px A.
 At most `--test-count` (400) held-out images are measured, spread evenly over the held-out set.
 
 Training: one run of preset sr per set (CPU sizes), a warm-up of L1 alone (the "pixel model" is the
@@ -92,6 +92,12 @@ def photo_crops(work: Path) -> tuple[Path, np.ndarray]:
     return folder, held
 
 
+def on_white(picture: Image.Image) -> np.ndarray:
+    """uint8 (H, W, 3): transparency composited onto white, as `prepare` does for the training side."""
+    white = Image.new("RGBA", picture.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, picture.convert("RGBA")).convert("RGB"))
+
+
 def twemoji(work: Path) -> tuple[Path, np.ndarray]:
     with tarfile.open(SHARED / "twemoji" / "twemoji-64.tar") as tar:
         train, test = split([m for m in tar.getmembers() if m.name.endswith(".png")], key=lambda m: m.name)
@@ -100,7 +106,7 @@ def twemoji(work: Path) -> tuple[Path, np.ndarray]:
             folder.mkdir(parents=True)
             for m in train:
                 (folder / Path(m.name).name).write_bytes(tar.extractfile(m).read())
-        held = np.stack([np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read())).convert("RGBA")) for m in test])
+        held = np.stack([on_white(Image.open(io.BytesIO(tar.extractfile(m).read()))) for m in test])
     print(f"twemoji: {len(train)} training emoji; {len(held)} held out")
     return folder, held
 
