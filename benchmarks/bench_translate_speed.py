@@ -66,7 +66,8 @@ def training_rate(preset: str, data: Path, size: int, work: Path) -> tuple[float
     tick = batch * (6 if size <= 64 else 3) / 1000
     run = train_gan(data, preset=preset, progress=False,
                     overrides={"kimg": 3 * tick, "tick_kimg": tick, "batch_size": batch, "device": "cpu",
-                               "runs_dir": str(work / "runs"), "eval_minutes": 0}).run_dir
+                               "runs_dir": str(work / "runs"), "eval_minutes": 0,
+                               **({"identity_weight": 0} if preset == "cyclegan" else {})}).run_dir  # grey A, colour B
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     rates = [r["images_per_second"] for r in records if "images_per_second" in r][1:]  # the first tick holds start-up
     return float(np.median(rates)), export_generator(run)

@@ -21,7 +21,7 @@ def add_translate_commands(commands) -> None:
     p.add_argument("--derive", action="store_true",
                    help="first turn each input into what the model learned from (e.g. a photo into its sketch or grey "
                         "image), as prepare --derive did for the training pairs")
-    p.add_argument("--tile", type=int, default=512, help="tile side in input pixels for large images (default: %(default)s)")
+    p.add_argument("--tile", type=int, default=512, help="tile side in output pixels for large images (default: %(default)s)")
     p.add_argument("--no-tiles", action="store_true", help="translate each image whole, however big")
     p.add_argument("--overlap", type=int, default=32, help="pixels each tile overlaps its neighbours (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")

@@ -11,7 +11,8 @@ Output is deterministic: the network runs in eval mode (no dropout, batch norm o
 Images of any size: the input is padded by reflection to the model's `size_multiple` (cropped back
 after), and when it has more than `tile` x `tile` pixels it is cut into tiles of that size that
 overlap by `overlap` pixels on each side; each tile is translated alone and only its centre is kept,
-so memory is bounded by one tile, whatever the image's size. Tile corners sit on multiples of
+so memory is bounded by one tile, whatever the image's size (`tile` counts output pixels: an x4
+upscaler cuts its input into tiles of tile / 4). Tile corners sit on multiples of
 `size_multiple`, so a network without global operations (the super-resolution models, batch norm in
 eval mode) gives exactly the untiled result once `overlap` covers its receptive field. Instance norm
 (pix2pix's and CycleGAN's default) takes its statistics per tile, so tiles should stay large: the
@@ -140,8 +141,13 @@ class Translator:
         return self._assemble(a, tile, overlap, lambda piece: to_uint8_images(piece)[0], empty,
                               lambda out, h, w: out[:h, :w], channels_last=True)
 
+    def input_tile(self, tile: int | None) -> int | None:
+        """`tile` counts output pixels, so an upscaler's tiles hold as much memory as a same-size model's."""
+        return None if tile is None else max(16, tile // self.scale)
+
     def _assemble(self, a, tile, overlap, convert, empty, crop, channels_last: bool = False):
         check_tiling(tile, overlap)
+        tile = self.input_tile(tile)
         height, width = a.shape[-2:]
         s = self.scale
         padded = self._pad(a)
@@ -255,7 +261,7 @@ class Translator:
         check_size(height, width)
         check_tiling(tile, overlap)
         padded_side = max(height + -height % self.size_multiple, width + -width % self.size_multiple)
-        if not self.fully_convolutional or (tile is not None and padded_side > tile):
+        if not self.fully_convolutional or (tile is not None and padded_side > self.input_tile(tile)):
             return np.stack([self.translate_array(row, tile=tile, overlap=overlap) for row in rows])
         out = []
         for start in range(0, len(rows), batch_size):
