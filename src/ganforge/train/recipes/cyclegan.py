@@ -36,6 +36,7 @@ from ganforge.pictures import image_grid
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
 from ganforge.train.recipes.pix2pix import criterion
+from ganforge.train.recipes.previews import translate
 
 LOSSES = ("lsgan", "nonsaturating")
 PREVIEW_ROWS = 8  # fixed images of each side in a tick's grid
@@ -124,12 +125,6 @@ def side_by_side(columns: list[np.ndarray]):
         fitted.append(pictures)
     rows = np.stack(fitted, axis=1).reshape(-1, *fitted[0].shape[1:])  # a0 b0 c0 a1 b1 c1 ...
     return image_grid(rows, columns=len(columns))
-
-
-@torch.no_grad()
-def translate(module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    device = next(module.parameters()).device
-    return torch.cat([module(x[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)])
 
 
 def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,8 @@ from ganforge.data.reader import to_uint8_images
 from ganforge.models import create_models
 from ganforge.models.dtn import DTNClassifier
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
-from ganforge.train.recipes.cyclegan import pixels, side_by_side, translate
+from ganforge.train.recipes.cyclegan import pixels, side_by_side
+from ganforge.train.recipes.previews import translate
 from ganforge.train.recipes.fields import RecipeError, model_fields
 
 PREVIEW_ROWS = 8

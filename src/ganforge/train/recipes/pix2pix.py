@@ -17,7 +17,6 @@ on a fixed set of pairs: each row A | G(A) | B, several triples to a row.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -25,9 +24,9 @@ import torch.nn.functional as F
 
 from ganforge.data.reader import to_uint8_images
 from ganforge.models import create_models
-from ganforge.pictures import image_grid
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.previews import pairs_grid, translate
 
 LOSSES = ("nonsaturating", "lsgan")
 PREVIEW_PAIRS = 16  # at most this many triples in a tick's grid
@@ -182,23 +181,10 @@ class Pix2PixRecipe(Recipe):
         return to_uint8_images(a)
 
     def _grid(self, columns: list[np.ndarray]):
-        """Pictures side by side per pair (A | G(A) | B), several pairs to a row, in one channel count."""
-        channels = 4 if any(c.shape[-1] == 4 for c in columns) else 3
-        fitted = []
-        for pictures in columns:
-            if pictures.shape[-1] == 1:
-                pictures = np.repeat(pictures, 3, axis=-1)
-            if pictures.shape[-1] == 3 and channels == 4:
-                pictures = np.concatenate([pictures, np.full(pictures.shape[:-1] + (1,), 255, np.uint8)], axis=-1)
-            fitted.append(pictures)
-        interleaved = np.stack(fitted, axis=1).reshape(-1, *fitted[0].shape[1:])  # a0 g0 b0 a1 g1 b1 ...
-        per_row = math.ceil(math.sqrt(len(fitted[0])))
-        return image_grid(interleaved, columns=per_row * len(columns))
+        return pairs_grid(columns)
 
-    @torch.no_grad()
     def translate(self, module, a: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        device = next(module.parameters()).device
-        return torch.cat([module(a[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(a), batch_size)])
+        return translate(module, a, batch_size)
 
     def preview(self, module):
         """The loop's grid: the (averaged, eval-mode) generator on the fixed pairs, A | G(A) | B."""

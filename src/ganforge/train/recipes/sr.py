@@ -34,7 +34,6 @@ pixels) | G(A) | B.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -43,9 +42,9 @@ from torch import nn
 
 from ganforge.data.reader import to_uint8_images
 from ganforge.models import create_models
-from ganforge.pictures import image_grid
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.previews import pairs_grid, translate
 
 FEATURE_PROTOCOL = "inception-2015-12-05/Conv2d_4a_3x3-preact/native-size"
 MODEL = "srresnet"
@@ -232,28 +231,15 @@ class SRRecipe(Recipe):
         return _pixels(a), _pixels(b)
 
     def _grid(self, columns: list[np.ndarray]):
-        """uint8 (N, H, W, C) pictures side by side per pair, several pairs to a row."""
-        channels = max(c.shape[-1] for c in columns)
-        fitted = []
-        for pictures in columns:
-            if pictures.shape[-1] == 1 and channels > 1:
-                pictures = np.repeat(pictures, 3, axis=-1)
-            if pictures.shape[-1] == 3 and channels == 4:
-                pictures = np.concatenate([pictures, np.full(pictures.shape[:-1] + (1,), 255, np.uint8)], axis=-1)
-            fitted.append(pictures)
-        interleaved = np.stack(fitted, axis=1).reshape(-1, *fitted[0].shape[1:])  # a0 g0 b0 a1 g1 b1 ...
-        per_row = math.ceil(math.sqrt(len(fitted[0])))
-        return image_grid(interleaved, columns=per_row * len(columns))
+        return pairs_grid(columns)
 
     def _enlarged(self, a: torch.Tensor) -> np.ndarray:
         """A at B's size, each pixel repeated scale x scale times: what G was given."""
         scale = self.model_config.scale
         return to_uint8_images(a).repeat(scale, axis=1).repeat(scale, axis=2)
 
-    @torch.no_grad()
     def translate(self, module, a: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-        device = next(module.parameters()).device
-        return torch.cat([module(a[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(a), batch_size)])
+        return translate(module, a, batch_size)
 
     def preview(self, module):
         """The loop's grid: the (averaged, eval-mode) generator on the fixed pairs, A | G(A) | B."""
