@@ -1,13 +1,40 @@
-"""Fixtures shared by the test files: a source folder and an output path inside pytest's tmp_path, and the
-built-in digits prepared at 16 px (once per test module)."""
+"""Fixtures shared by the test files: a temporary GANFORGE_HOME for the whole session, a source folder and
+an output path inside pytest's tmp_path, and the built-in digits prepared at 16 px (once per test module)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from ganforge.data.prepare import prepare_dataset
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ganforge_home(tmp_path_factory) -> Path:
+    """Keys and the model register go to a temporary GANFORGE_HOME, never the developer's ~/.ganforge
+    (set in the environment, so the CLI subprocesses that tests start inherit it)."""
+    home = tmp_path_factory.mktemp("ganforge-home")
+    previous = os.environ.get("GANFORGE_HOME")
+    os.environ["GANFORGE_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("GANFORGE_HOME", None)
+    else:
+        os.environ["GANFORGE_HOME"] = previous
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models want one thread: two threads sharing a busy 2-core CPU spin-wait and run ~15x slower.
+    A test module asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

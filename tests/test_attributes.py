@@ -350,7 +350,7 @@ def test_export_keeps_the_attributes_and_edits_keep_the_latent(trained, digits_a
     # the same latent throughout: each image is seed 7's latent at that value, nothing else drawn
     direct = synthesize(gen.module, gen.latents([7]), torch.tensor([3]),
                         attributes=torch.tensor([[values[2], float("nan")]]))
-    assert np.array_equal(np.asarray(gen.to_images(direct)[0]), np.asarray(images[2]))
+    assert np.array_equal(np.asarray(gen.to_images(direct, [7])[0]), np.asarray(images[2]))  # marked with seed 7
     again = attribute_edit(gen, 7, "ink", values, label=3)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(images, again))
     other_seed = attribute_edit(gen, 8, "ink", values[2:3], label=3)[0]

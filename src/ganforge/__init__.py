@@ -29,6 +29,8 @@ _LAZY = {
     "write_translations": "ganforge.translator",
     "evaluate_translator": "ganforge.metrics.translation",
     "load_inception": "ganforge.metrics.inception",
+    "build_release": "ganforge.release.build",
+    "verify_image": "ganforge.release.verify",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -154,4 +154,4 @@ def attribute_edit(gen: Generator, seed: int, name: str, values: Sequence, *, tr
     z = gen.latents([seed]).expand(len(values), -1)  # (S, z_dim): the same latent in every image
     labels = gen.labels_for(len(values), label, seeds=[seed] * len(values))
     x = synthesize(gen.module, z, labels, truncation=truncation, attributes=attributes)  # (S, C, H, W)
-    return gen.to_images(x)
+    return gen.to_images(x, [seed] * len(values))  # edits of one seed carry that seed

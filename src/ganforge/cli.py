@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ganforge import __version__
 from ganforge.cli_explore import add_explore_commands
+from ganforge.cli_release import add_release_commands
 from ganforge.cli_translate import add_translate_commands, is_translator, run_translator_eval
 from ganforge.errors import GanforgeError
 
@@ -88,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_sample(commands)
     add_explore_commands(commands)
     add_translate_commands(commands)
+    add_release_commands(commands)
     _add_eval(commands)
     _add_health(commands)
     _add_audit(commands)
@@ -262,13 +264,15 @@ def _add_export(commands) -> None:
     p.add_argument("--out", help="target folder (default: RUN/generator)")
     p.add_argument("--which", choices=("best", "last"), default="best",
                    help="the best checkpoint by KID when training measured one, or the last (default: %(default)s)")
+    p.add_argument("--no-mark", action="store_true",
+                   help="its images carry no provenance mark (for a private model only: a public release marks)")
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args) -> int:
     from ganforge.export import export_generator
 
-    print(f"Exported the generator to {export_generator(args.run, args.out, args.which)}")
+    print(f"Exported the generator to {export_generator(args.run, args.out, args.which, mark=not args.no_mark)}")
     return 0
 
 
@@ -293,6 +297,8 @@ def _add_sample(commands) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files already in --out (without it, sample never writes over a file)")
+    p.add_argument("--no-mark", action="store_true",
+                   help="no provenance mark in the images (a private model's owner only; a public release refuses)")
     p.set_defaults(handler=_run_sample)
 
 
@@ -302,7 +308,7 @@ def _run_sample(args) -> int:
     if args.seeds is not None and args.count is not None:
         raise GeneratorError("Give --seeds or --count, not both (--count N means seeds 0 to N-1).")
     seeds = parse_seeds(args.seeds) if args.seeds is not None else first_seeds(16 if args.count is None else args.count)
-    gen = Generator.from_pretrained(args.generator, device=args.device)
+    gen = Generator.from_pretrained(args.generator, device=args.device, mark=False if args.no_mark else None)
     if (stale := stale_export(args.generator)) is not None:
         print(stale, file=sys.stderr)
     written = write_samples(gen, seeds, args.out, truncation=args.truncation, label=args.label, cutoff=args.truncation_cutoff,

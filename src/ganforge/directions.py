@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ganforge.explore import LatentRef, _metadata, _output, save_gif, save_latent
+from ganforge.explore import LatentRef, _metadata, _output, save_gif, save_latent, seed_of
 from ganforge.files import file_sha256, write_bytes_atomic, write_json_atomic
 from ganforge.generator import Generator, GeneratorError, check_seed, refuse_overwrite, save_image, save_png
 from ganforge.pictures import labelled_rows
@@ -306,7 +306,7 @@ class Steer:
               truncation: float = 1.0, layers: str | Sequence[int] | None = None) -> Image.Image:
         """One image of a seed (or latent file) with edits: the slider call."""
         return self.gen.to_images(self.render_edits(ref, [edits or {}], label=label, truncation=truncation,
-                                                    layers=layers))[0]
+                                                    layers=layers), [seed_of(ref)])[0]
 
 
 def check_direction(found: Directions, k) -> int:
@@ -365,7 +365,7 @@ def edit(gen: Generator, ref: LatentRef, *, direction: int, strengths: Sequence[
     folder = _output(out, names, overwrite)
     base = steer.code(ref, label=label, truncation=truncation)
     x = steer.render_edits(base, [{direction: s} for s in strengths], layers=layers)
-    result = Edit(gen.to_images(x), strengths, base)
+    result = Edit(gen.to_images(x, [seed_of(ref)] * len(strengths)), strengths, base)  # edits carry their seed
     if folder is None:
         return result
     if single:

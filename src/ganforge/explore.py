@@ -42,6 +42,11 @@ from ganforge.generator import (
 from ganforge.pictures import image_grid, labelled_rows
 
 LatentRef = int | str | os.PathLike  # a seed, or a latent file written by this module
+
+
+def seed_of(ref) -> int | None:
+    """The seed a latent reference is, for the provenance mark; None for a latent file."""
+    return int(ref) if isinstance(ref, numbers.Integral) else None
 ANIMATION_MIN_SIZE = 256  # animations of small images are enlarged (nearest neighbour) to be watchable
 MAX_LATENTS = 1000  # seeds or files one walk or brood takes: each is held in memory with its image
 MAX_FRAMES = 1000  # frames of one walk (40 s at 24 fps), all held in memory to write the animation
@@ -261,7 +266,8 @@ def interpolate(gen: Generator, seeds: Sequence[LatentRef], *, steps: int = 24, 
     t = torch.arange(steps, dtype=torch.float64) / steps  # [0, 1): each leg's end is the next leg's start
     path = torch.cat([slerp(latents[k][0], latents[(k + 1) % len(latents)][0], t) for k in range(len(latents))])
     x = gen.synthesize(path, _labels([index] * len(path)), truncation)  # (frames, C, H, W)
-    walk = Walk(gen.to_images(x), path, index)
+    keys = [seed_of(ref) for ref in seeds]  # frame k * steps is seed k's image
+    walk = Walk(gen.to_images(x, [keys[i // steps] if i % steps == 0 else None for i in range(len(path))]), path, index)
     if folder is not None:
         walk.files.append(save_gif(walk.frames, folder / "interpolation.gif", fps))
         why = save_mp4(walk.frames, folder / "interpolation.mp4", fps)
@@ -351,7 +357,7 @@ def _save_brood(gen: Generator, brood: Brood, children: torch.Tensor, parents: t
         brood.files.append(save_latent(folder / f"child-{k:02d}.npy", z, label))
         meta = _metadata(gen, label, parents=", ".join(brood.parents), mode=mode, mutation=mutation, seed=seed,
                          child=k)
-        save_png(image, folder / f"child-{k:02d}.png", meta)
+        save_png(image, folder / f"child-{k:02d}.png", {**meta, **gen.signed(image)})
         brood.files.append(folder / f"child-{k:02d}.png")
     columns = max(len(brood.parents), min(len(brood.images), 8))
     kids = to_uint8_images(children)
@@ -538,7 +544,7 @@ def _finish(gen: Generator, z: torch.Tensor, labels: torch.Tensor | None, target
     if folder is not None:
         meta = _metadata(gen, label, pixel_mse=f"{result.pixel_mse:.6f}", feature_distance=distance)
         result.files.append(save_latent(folder / "projected.npy", z, label))
-        save_png(result.reconstruction, folder / "reconstruction.png", meta)
+        save_png(result.reconstruction, folder / "reconstruction.png", {**meta, **gen.signed(result.reconstruction)})
         save_image(target_picture, folder / "target.png")
         pairs = [image_grid(to_uint8_images(torch.cat([target, f[None]])), columns=2) for f in frames + [x[0]]]
         save_gif(pairs, folder / "projection.gif", fps=12, hold_last_ms=1500)

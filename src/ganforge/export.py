@@ -33,9 +33,16 @@ class ExportError(GeneratorError):
     pass
 
 
-def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = None, which: str = "best") -> Path:
+def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = None, which: str = "best",
+                     mark: bool = True) -> Path:
     """Write the run's EMA generator to `out` (default RUN/generator/): `config.json`, `model.safetensors`
-    and a `README.md` model card. `which`: the best checkpoint (when an evaluation chose one) or the last."""
+    and a `README.md` model card. `which`: the best checkpoint (when an evaluation chose one) or the last.
+
+    The model's identity (an id and a signing key, see `provenance.sign`) is the run's, the same for every
+    export of it, and is registered on this machine. `mark=False`: its images carry no provenance mark (the owner's choice for a private
+    model; `ganforge release --public` turns it back on)."""
+    from ganforge.provenance.sign import register, run_identity
+
     run = Path(run)
     if not (run / "checkpoints").is_dir():
         raise ExportError(f"{run} has no checkpoint to export. Is it a ganforge run folder (runs/NNNNN-...)?")
@@ -64,11 +71,17 @@ def export_generator(run: str | os.PathLike, out: str | os.PathLike | None = Non
                      "data_summary": _data_summary(Path(state["config"]["data"]))},
         "metrics": _metrics_summary(run),
     }
+    identity = run_identity(run)
+    config["provenance"] = {"model_id": identity.model_id, "public_key": identity.public_key, "mark": bool(mark),
+                            "public": False, "name": f"{run.name}/{target.name}",
+                            "fingerprint": bool(state["config"].get("fingerprint", False))}
     if translator:
         config["translation"] = translation_of(module, model_config, Path(state["config"]["data"]))
     write_text_atomic(target / CARD, (translator_card if translator else model_card)(config, run))
     config["files"] = {name: file_sha256(target / name) for name in (WEIGHTS, CARD)}
     write_text_atomic(target / CONFIG, json.dumps(config, indent=1) + "\n")  # last: the export is complete
+    register(identity.model_id, identity.public_key, config["provenance"]["name"], target, run=str(run.resolve()),
+             fingerprint=config["provenance"]["fingerprint"])
     return target
 
 

@@ -50,7 +50,7 @@ _SEED_FILE = re.compile(r"seed([0-9]+)\.png")
 class Generator:
     """A loaded generator: its module, config, and the conveniences around it."""
 
-    def __init__(self, module: torch.nn.Module, config: dict, path: Path | None = None):
+    def __init__(self, module: torch.nn.Module, config: dict, path: Path | None = None, mark: bool | None = None):
         # Channels-last activations: about 30 % faster sampling on CPU for convolutional generators;
         # only 4-D weights change layout, so point (MLP) generators are untouched.
         self.module = module.eval().requires_grad_(False).to(memory_format=torch.channels_last)
@@ -66,19 +66,26 @@ class Generator:
         self.channels: int | None = model.get("channels")
         self.num_classes: int = model.get("num_classes", 0)
         self.classes: list[str] | None = config.get("classes")
+        # Every image leaves with the provenance mark (and a signature when the owner's key is here);
+        # mark=False, for the owner of a private model only, switches it off.
+        from ganforge.provenance.stamp import Stamp
+
+        self.stamp = Stamp.of(config, Path(path).name if path else str(config.get("architecture")), mark)
 
     @property
     def device(self) -> torch.device:
         return next(self.module.parameters()).device
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto") -> "Generator":
-        """Rebuild from `config.json` + `model.safetensors` alone (never pickle)."""
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto",
+                        mark: bool | None = None) -> "Generator":
+        """Rebuild from `config.json` + `model.safetensors` alone (never pickle). `mark=False` switches the
+        provenance mark off (a private model's owner only; a public release refuses)."""
         from ganforge.export import load_exported
 
         path = generator_folder(path)
         module, config = load_exported(path, device=choose_device(device))  # explains a damaged folder
-        return cls(module, config, path)
+        return cls(module, config, path, mark)
 
     # --- latents and labels ---------------------------------------------------------------------------
 
@@ -134,11 +141,17 @@ class Generator:
         return synthesize(self.module, z, labels, truncation=truncation, cutoff=cutoff,
                           batch_size=check_batch_size(batch_size))
 
-    def to_images(self, x: torch.Tensor) -> list[Image.Image]:
+    def to_images(self, x: torch.Tensor, seeds: Sequence[int | None] | None = None) -> list[Image.Image]:
+        """PIL images of (B, C, H, W) outputs, each carrying the provenance mark with its seed (None: an image
+        of no single seed, such as a bred child)."""
         from ganforge.data.reader import to_uint8_images
 
-        arrays = to_uint8_images(x)
+        arrays = self.stamp.apply(np.ascontiguousarray(to_uint8_images(x)), seeds)
         return [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arrays]
+
+    def signed(self, image: Image.Image, seed: int | None = None) -> dict[str, str]:
+        """The provenance text chunks for a PNG of `image` (a manifest, signed when the key is here)."""
+        return self.stamp.metadata(np.asarray(image), seed)
 
     def generate(self, seeds: Iterable[int], *, truncation: float = 1.0, label: int | str | None = None,
                  batch_size: int = 64, cutoff: int | None = None) -> Iterator[tuple[int, int | None, Image.Image]]:
@@ -168,7 +181,7 @@ class Generator:
         while batch := [check_seed(s) for s in itertools.islice(seeds, batch_size)]:
             labels = None if self.num_classes == 0 else torch.tensor(
                 [index if index is not None else s % self.num_classes for s in batch], dtype=torch.long)
-            images = self.to_images(self.synthesize(self.latents(batch), labels, truncation, batch_size, cutoff))
+            images = self.to_images(self.synthesize(self.latents(batch), labels, truncation, batch_size, cutoff), batch)
             yield from zip(batch, [None] * len(batch) if labels is None else labels.tolist(), images)
 
     def sample(self, seeds: Sequence[int] | None = None, *, count: int | None = None, truncation: float = 1.0,
@@ -417,7 +430,7 @@ def write_samples(gen: Generator, seeds: Sequence[int], out: str | os.PathLike, 
         for seed, index, image in images:
             if files:
                 extra = {} if index is None else {"class": gen.class_name(index)}
-                save_png(image, folder / seed_file(seed), {"seed": seed, **meta, **extra})
+                save_png(image, folder / seed_file(seed), {"seed": seed, **meta, **extra, **gen.signed(image, seed)})
                 result.images += 1
             if len(shown) < grid_size:
                 shown.append(image)

@@ -48,6 +48,7 @@ from ganforge.explore import (
     _output,
     load_latent,
     save_gif,
+    seed_of,
     target_image,
 )
 from ganforge.files import atomic_write, file_sha256, write_json_atomic
@@ -324,7 +325,8 @@ def style_mix(gen: Generator, rows: Sequence[LatentRef], cols: Sequence[LatentRe
     names = [f"layers {_span(picked) if picked == list(range(picked[0], picked[-1] + 1)) else picked}"] + \
             [r.name for r in row_codes]
     sheet = labelled_rows(lines, names, n + 1)
-    result = StyleMix(cells, gen.to_images(x_rows), gen.to_images(x_cols), picked, sheet)
+    result = StyleMix(cells, gen.to_images(x_rows, [seed_of(r) for r in rows]), gen.to_images(x_cols, [seed_of(c) for c in cols]),
+                      picked, sheet)
     if folder is not None:
         save_image(sheet, folder / "style-mix.png")
         result.files.append(folder / "style-mix.png")
@@ -430,7 +432,7 @@ def breed_genes(gen: Generator, parents: Sequence[LatentRef], *, children: int =
         brood.files.append(save_styles(folder / f"child-{k:02d}.npy", kid))
         meta = _metadata(gen, kid.label, parents=", ".join(brood.parents), mode="genes", mutation=mutation, seed=seed,
                          child=k, genes=json.dumps(heritage[k]))
-        save_png(image, folder / f"child-{k:02d}.png", meta)
+        save_png(image, folder / f"child-{k:02d}.png", {**meta, **gen.signed(image)})
         write_json_atomic(folder / f"child-{k:02d}.json", {**recipe, "child": k, "genes_taken": heritage[k]})
         brood.files += [folder / f"child-{k:02d}.png", folder / f"child-{k:02d}.json"]
     columns = max(len(found), min(children, 8))
@@ -581,7 +583,8 @@ def project_styles(gen: Generator, image: Image.Image | str | os.PathLike, *, sp
     if folder is not None:
         save_styles(folder / "projected.npy", code)
         save_png(result.reconstruction, folder / "reconstruction.png",
-                 _metadata(gen, index, space=space, pixel_mse=f"{result.pixel_mse:.6f}"))
+                 {**_metadata(gen, index, space=space, pixel_mse=f"{result.pixel_mse:.6f}"),
+                  **gen.signed(result.reconstruction)})
         save_image(target_picture, folder / "target.png")
         pairs = [image_grid(to_uint8_images(torch.cat([target.cpu(), f[None]])), columns=2) for f in frames + [x[0]]]
         save_gif(pairs, folder / "projection.gif", fps=12, hold_last_ms=1500)

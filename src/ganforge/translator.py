@@ -71,7 +71,8 @@ class Side:
 class Translator:
     """A loaded image-to-image model in one direction; `module` is that direction's network, in eval mode."""
 
-    def __init__(self, module: torch.nn.Module, config: dict, path: Path | None = None, direction: str | None = None):
+    def __init__(self, module: torch.nn.Module, config: dict, path: Path | None = None, direction: str | None = None,
+                 mark: bool | None = None):
         if config.get("task") != "image-to-image":
             raise TranslateError(f"{path or 'This model'} is a generator of new images, not an image-to-image model: "
                                  "use `ganforge sample` (or ganforge.Generator) with it.")
@@ -92,24 +93,28 @@ class Translator:
         self.resolution = config["config"].get("resolution")
         # a network that reduces its input to one vector (DTN's encoder) works at its training size only
         self.fully_convolutional = bool(translation.get("fully_convolutional", True))
+        # Pictures and files it makes carry the provenance mark; arrays (what metrics measure) do not.
+        from ganforge.provenance.stamp import Stamp
+
+        self.stamp = Stamp.of(config, Path(path).name if path else str(config.get("architecture")), mark)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "auto",
-                        direction: str | None = None) -> "Translator":
+                        direction: str | None = None, mark: bool | None = None) -> "Translator":
         """Rebuild from `config.json` + `model.safetensors` alone (checked against their digests; never pickle)."""
         from ganforge.export import load_exported
         from ganforge.generator import generator_folder
 
         path = generator_folder(path)
         module, config = load_exported(path, device=choose_device(device))
-        return cls(module, config, path, direction)
+        return cls(module, config, path, direction, mark)
 
     def turned(self) -> "Translator":
         """The same model in its other direction (a two-way model: CycleGAN), sharing the weights."""
         others = [d for d in self.directions if d != self.direction]
         if not others:
             raise TranslateError(f"{self.path or 'This model'} translates one way only ({self.direction}).")
-        return Translator(self.network, self.config, self.path, others[0])
+        return Translator(self.network, self.config, self.path, others[0], self.stamp.marking)
 
     @property
     def device(self) -> torch.device:
@@ -319,7 +324,7 @@ class Translator:
 
     def translate_image(self, image: Image.Image, *, derive: bool = False, tile: int | None = TILE,
                         overlap: int = OVERLAP) -> Image.Image:
-        out = self.translate_array(self.from_image(image, derive=derive), tile=tile, overlap=overlap)
+        out = self.stamp.apply(self.translate_array(self.from_image(image, derive=derive), tile=tile, overlap=overlap)[None])[0]
         return Image.fromarray(out[..., 0] if out.shape[-1] == 1 else out)
 
     def draw_input(self, a: np.ndarray) -> np.ndarray:
@@ -470,12 +475,14 @@ def write_translations(translator: Translator, inputs: list[str | os.PathLike], 
     written = 0
     with tqdm(total=len(names), desc="translate", unit="image", disable=not progress) as bar:
         for group in _same_size_groups(items):
-            outputs = translator.translate_batch(np.stack([a for _, a in group]), tile=tile, overlap=overlap)
+            outputs = translator.stamp.apply(translator.translate_batch(np.stack([a for _, a in group]), tile=tile,
+                                                                        overlap=overlap))
             for (name, _), out_array in zip(group, outputs):
                 target = folder / name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                save_png(Image.fromarray(out_array[..., 0] if out_array.shape[-1] == 1 else out_array), target,
-                         {**metadata, "ganforge:source": name})
+                picture = Image.fromarray(out_array[..., 0] if out_array.shape[-1] == 1 else out_array)
+                save_png(picture, target, {**metadata, "ganforge:source": name,
+                                           **translator.stamp.metadata(np.asarray(picture), None)})
                 written += 1
                 bar.update()
     return Translated(folder, written)

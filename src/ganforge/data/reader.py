@@ -52,6 +52,9 @@ class BatchReader:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
         self.batch_size = batch_size
         self.flip = flip and self.dataset.kind == "images"
+        # (1, 1, H, W) luminance pattern added to every image: the run's fingerprint (provenance.fingerprint);
+        # set by the trainer once the run has its identity
+        self.fingerprint: torch.Tensor | None = None
         self.seed = seed
         self.device = torch.device(device)
         self.rank = rank
@@ -93,6 +96,10 @@ class BatchReader:
         images = torch.from_numpy(batch).to(self.device, non_blocking=True)
         # (B, H, W, C) -> (B, C, H, W); scaling on the device is cheaper than on the host for a GPU
         images = images.permute(0, 3, 1, 2).float().mul_(2.0 / 255.0).sub_(1.0)
+        if self.fingerprint is not None:
+            from ganforge.provenance.fingerprint import fingerprint_batch
+
+            images = fingerprint_batch(images, self.fingerprint)
         if self._attributes is not None:
             return images.contiguous(), labels, self._attributes[torch.from_numpy(index)].to(self.device)  # (B, A)
         return images.contiguous(), labels

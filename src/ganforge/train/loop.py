@@ -215,6 +215,18 @@ class Trainer:
         with deterministic_kernels(self.config.deterministic, self.device):
             return self._run()
 
+    def _fingerprint_reals(self) -> None:
+        """From now on the real images carry the run's fingerprint, keyed by its model id (made by the main
+        process, read by the others)."""
+        from ganforge.provenance.fingerprint import pattern_image
+        from ganforge.provenance.sign import run_identity
+
+        if self.dist.is_main:
+            run_identity(self.run_dir)
+        self.dist.barrier()
+        height, width = self.dataset.images.shape[1:3]
+        self.reader.fingerprint = pattern_image(run_identity(self.run_dir).model_id, height, width)
+
     def _run(self) -> str:
         images_limit, seconds_limit = self.budget()
         main = self.dist.is_main
@@ -222,6 +234,8 @@ class Trainer:
             print(f"No budget given (kimg=, epochs= or minutes=): training for {DEFAULT_MINUTES:g} minutes. "
                   "Ctrl-C stops and saves at any time.")
         log = RunLog(self.run_dir, purge_after=self.resumed_at) if main else None
+        if self.config.fingerprint:
+            self._fingerprint_reals()
         if main:
             write_text_atomic(self.run_dir / "config.yaml", dump_yaml(self.config))
             if self.images_seen == 0:

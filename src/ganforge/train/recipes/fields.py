@@ -29,6 +29,9 @@ def model_fields(config, dataset) -> dict:
         if dataset.kind == "images" and "channels" not in takes:
             raise RecipeError(f"{dataset.path} holds images, and model {spec.name} makes 2-D points: use "
                               "--preset dcgan or stylegan2.")
+    if getattr(config, "fingerprint", False) and dataset.kind != "images":
+        raise RecipeError(f"fingerprint=on marks the real images a GAN learns from; {dataset.path} is a {dataset.kind} "
+                          "dataset. Image-to-image models mark what they make instead (ganforge translate does).")
     crop = getattr(config, "crop", 0)
     if crop and dataset.kind not in ("paired", "unpaired"):
         raise RecipeError(f"crop={crop} is for image-to-image training (paired or unpaired datasets); {dataset.path} "
