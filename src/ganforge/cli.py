@@ -10,6 +10,7 @@ from pathlib import Path
 from ganforge import __version__
 from ganforge.cli_explore import add_explore_commands
 from ganforge.cli_release import add_release_commands
+from ganforge.cli_studio import add_studio_command
 from ganforge.cli_translate import add_translate_commands, is_translator, run_translator_eval
 from ganforge.errors import GanforgeError
 
@@ -90,6 +91,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_explore_commands(commands)
     add_translate_commands(commands)
     add_release_commands(commands)
+    add_studio_command(commands)
     _add_eval(commands)
     _add_health(commands)
     _add_audit(commands)

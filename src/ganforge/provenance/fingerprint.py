@@ -16,7 +16,6 @@ it only says "made by this model".
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 import torch

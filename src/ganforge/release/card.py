@@ -26,7 +26,7 @@ def release_card(config: dict, record: dict, audit: dict, health: dict) -> str:
         f"- Trained on {training['images_seen'] / 1000:.1f} thousand images shown with the `{training['loss']}` loss; "
         f"checkpoint `{training['checkpoint']}`",
         f"- Licence: {record['licence'] or 'none: a private release, not licensed to anyone'}",
-        f"- Files: `generator/` (config.json + model.safetensors, loadable with "
+        "- Files: `generator/` (config.json + model.safetensors, loadable with "
         "`ganforge.Generator.from_pretrained`; opening it runs no code), `audit/`, `health.json`, `metrics.json`, "
         "`release.json` (SHA-256 of every file and of the training data, signed in `release.sig` when the owner's key is here)",
         f"- Provenance: every image this model makes through ganforge carries an invisible mark with the release id "
