@@ -45,7 +45,7 @@ def _run_studio(args) -> int:
     if token and not local:
         print(f"Others on your network: http://<this computer's address>:{args.port}/?token={token}")
     sys.stdout.flush()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

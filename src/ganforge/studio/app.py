@@ -49,6 +49,7 @@ class Studio:
     jobs: Jobs
     device: str = "auto"
     _loaded: dict = field(default_factory=dict)
+    _settings: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def loaded(self, name: str, kind: str = "generator"):
@@ -67,8 +68,16 @@ class Studio:
             return cached[1]
 
     def setting(self, name: str) -> ModelSetting:
-        with self.sessions() as s:
-            return s.get(ModelSetting, name) or ModelSetting(name=name, shareable=False, show_real=False)
+        """The owner's settings for a model (kept in memory; `forget` after a change)."""
+        cached = self._settings.get(name)
+        if cached is None:
+            with self.sessions() as s:
+                cached = s.get(ModelSetting, name) or ModelSetting(name=name, shareable=False, show_real=False)
+            self._settings[name] = cached
+        return cached
+
+    def forget(self, name: str) -> None:
+        self._settings.pop(name, None)
 
 
 def create_app(folder: str | os.PathLike, *, database: str | None = None, token: str | None = None,
@@ -181,6 +190,7 @@ def _model_routes(app: FastAPI, studio: Studio) -> None:
                         raise StudioError(422, "bad_request", detail=f"{key} must be true or false")
                     setattr(setting, key, body[key])
             s.add(setting)
+        studio.forget(name)
         return {"name": name, "shareable": setting.shareable, "show_real": setting.show_real}
 
     @app.get("/api/models/{name}/image.png")

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+LISTING_SECONDS = 1.0
 
 
 class NotFound(LookupError):
@@ -51,6 +53,7 @@ class ModelEntry:
 class StudioFolder:
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
+        self._models: tuple[float, dict] | None = None
         for sub in ("datasets", "runs", "models", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -69,7 +72,15 @@ class StudioFolder:
     # --- listings ------------------------------------------------------------------------------------
 
     def models(self) -> dict[str, ModelEntry]:
-        """Every exported model in the folder, by name: runs' exports, then models/ (a name is unique)."""
+        """Every exported model in the folder, by name: runs' exports, then models/ (a name is unique).
+        Read again at most once a second: a request names a model, and serving hundreds a second must
+        not read every config.json each time."""
+        now = time.monotonic()
+        if self._models is None or now - self._models[0] > LISTING_SECONDS:
+            self._models = (now, self._list_models())
+        return self._models[1]
+
+    def _list_models(self) -> dict[str, ModelEntry]:
         found: dict[str, ModelEntry] = {}
         candidates = [(run.name, run / "generator") for run in sorted(self.runs.iterdir()) if run.is_dir()]
         candidates += [(p.name, p) for p in sorted((self.root / "models").iterdir()) if p.is_dir()]

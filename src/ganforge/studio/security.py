@@ -19,7 +19,6 @@ import time
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from ganforge.studio.words import language, say
 
@@ -92,34 +91,43 @@ class RateLimiter:
             return True
 
 
-class Guard(BaseHTTPMiddleware):
-    """Token, rate limit and security headers for every request."""
+class Guard:
+    """Token, rate limit and security headers for every request (plain ASGI: no per-request task, which
+    matters when serving hundreds of images a second)."""
 
     def __init__(self, app, token: str | None, rate: float):
-        super().__init__(app)
+        self.app = app
         self.token = token
         self.limiter = RateLimiter(rate)
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
 
-    async def dispatch(self, request: Request, call_next):
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
         if self.token is not None:
             given = request.query_params.get("token")
             carried = given or request.cookies.get(COOKIE) or request.headers.get("authorization", "").removeprefix("Bearer ")
             if not carried or not hmac.compare_digest(carried.encode(), self.token.encode()):
-                return error_response(request, 401, "token")
+                return await error_response(request, 401, "token")(scope, receive, send)
             if given and request.method == "GET" and not request.url.path.startswith("/api/"):
                 # the address with ?token=: keep it in a cookie and show the address without it
                 clean = request.url.remove_query_params("token")
                 response = RedirectResponse(str(clean), status_code=303, headers=HEADERS)
                 response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict")
-                return response
+                return await response(scope, receive, send)
         if not is_owner(request):
             client = request.client.host if request.client else "?"
             if not self.limiter.allow(client):
-                return error_response(request, 429, "rate")
-        response = await call_next(request)
-        for key, value in HEADERS.items():
-            response.headers.setdefault(key, value)
-        return response
+                return await error_response(request, 429, "rate")(scope, receive, send)
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [h for h in self.headers if h[0] not in present]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 # --- bounds ------------------------------------------------------------------------------------------

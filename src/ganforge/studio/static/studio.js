@@ -284,7 +284,8 @@ async function watchPage() {
     const s = JSON.parse(e.data);
     const last = s.losses[s.losses.length - 1] || {};
     const kid = s.metrics.length ? Object.entries(s.metrics[s.metrics.length - 1]).filter(([k]) => k.startsWith("kid")).map(([k, v]) => `${k} ${Number(v).toFixed(4)}`).join(" ") : "";
-    progress.textContent = `${s.kimg} kimg · ${s.images_per_second ? s.images_per_second.toFixed(0) + " img/s" : ""} · r_t ${last.r_t ?? "–"} · p ${last.p ?? "–"} ${kid}`;
+    const number = (x) => (Number.isFinite(x) ? x.toFixed(2) : "–");
+    progress.textContent = `${Number(s.kimg).toFixed(1)} kimg · ${s.images_per_second ? s.images_per_second.toFixed(0) + " img/s" : ""} · r_t ${number(last.r_t)} · p ${number(last.p)} ${kid}`;
     if (s.grid) grid.src = `/api/runs/${encodeURIComponent(item)}/grid.png?${s.grid}`;
     plot(canvas, [{ name: "D", points: s.losses.map((r) => ({ kimg: r.kimg, v: r.loss_D })) }, { name: "G", points: s.losses.map((r) => ({ kimg: r.kimg, v: r.loss_G })) }], "v");
     health.textContent = s.health ? `${s.health.summary} ${s.health.findings.map((f) => f.title + ": " + f.detail).join(" ")}` : "…";

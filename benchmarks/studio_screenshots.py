@@ -1,0 +1,105 @@
+"""Screenshots of every studio page, over a real trained model, in headless Chromium: for the notes and
+for looking at what a person sees.
+
+    python benchmarks/studio_screenshots.py --run benchmarks/out/mark/runs/00000-data-64-dcgan [--lang es]
+
+RUN is copied into a fresh studio folder (its training dataset is where it was, for the game). The
+pictures go to benchmarks/out/studio/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT.parent / "src"))
+OUT = ROOT / "out" / "studio"
+
+
+def main() -> int:
+    import uvicorn
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ganforge.studio.app import create_app
+    from ganforge.studio.db import ModelSetting
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--lang", default="en")
+    args = parser.parse_args()
+    folder = OUT / "folder"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(args.run, folder / "runs" / args.run.name, ignore=shutil.ignore_patterns("checkpoints"))
+    data = Path(__import__("yaml").safe_load((args.run / "config.yaml").read_text())["data"])
+    if (data / "manifest.json").is_file():
+        shutil.copytree(data, folder / "datasets" / data.name)
+    app = create_app(folder)
+    name = args.run.name
+    with app.state.studio.sessions.begin() as s:
+        s.merge(ModelSetting(name=name, shareable=False, show_real=True))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000", f"--lang={args.lang}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    url = f"http://127.0.0.1:{port}"
+
+    def shot(path: str, file: str, then=None):
+        browser.get(url + path)
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+        if then:
+            then()
+        time.sleep(1.5)  # images finish loading
+        target = OUT / f"{file}-{args.lang}.png"
+        browser.save_screenshot(str(target))
+        print(target)
+
+    def answer():
+        WebDriverWait(browser, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pair img")) == 2)
+        time.sleep(1)
+        browser.find_elements(By.CSS_SELECTOR, "#pair img")[0].click()
+        WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "next"))
+
+    def breed():
+        parents = browser.find_elements(By.CSS_SELECTOR, "#parents img")
+        parents[0].click()
+        parents[5].click()
+        browser.find_element(By.ID, "breed").click()
+        WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#children img")) == 8)
+
+    def inspect():
+        browser.find_element(By.ID, "inspect").click()
+        WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report img"))
+
+    try:
+        shot("/", "home")
+        shot(f"/dream/{name}?seed=42", "dream")
+        shot(f"/game/{name}", "game", answer)
+        shot(f"/breed/{name}", "breed", breed)
+        shot("/make", "make", inspect if (folder / "datasets").iterdir() else None)
+        shot("/watch", "watch-all")
+        shot(f"/watch/{name}", "watch")
+    finally:
+        browser.quit()
+        server.should_exit = True
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
