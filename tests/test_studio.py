@@ -352,3 +352,16 @@ def test_a_zip_becomes_a_dataset_with_every_file_accounted_for(folder):
     assert report["count"] == 24 and report["skipped_count"] >= 1
     assert any("broken.png" in (s["file"] or "") for s in report["skipped"])
     assert "mis-textiles" in me.get("/api/datasets").json()["datasets"]
+
+
+def test_directions_are_found_once_and_steer_an_image(owner, friend, model):
+    assert owner.get(f"/api/models/{model}/steer.png?seed=1&edits=0:1").status_code == 409  # none found yet
+    assert friend.post(f"/api/models/{model}/directions").status_code == 403
+    found = owner.post(f"/api/models/{model}/directions").json()
+    assert found["found"] and found["count"] >= 1
+    assert owner.get(f"/api/models/{model}/directions").json()["count"] == found["count"]
+    plain = np.asarray(Image.open(io.BytesIO(owner.get(f"/api/models/{model}/steer.png?seed=1").content)))
+    moved = np.asarray(Image.open(io.BytesIO(owner.get(f"/api/models/{model}/steer.png?seed=1&edits=0:3").content)))
+    assert plain.shape == moved.shape and not np.array_equal(plain, moved)
+    for bad in ("0:9", "x", "0:1:2"):
+        assert owner.get(f"/api/models/{model}/steer.png?seed=1&edits={bad}").status_code == 422

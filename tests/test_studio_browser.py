@@ -112,6 +112,7 @@ def test_three_rounds_of_the_game(server, browser, tmp_path):
 
     with studio.sessions.begin() as s:
         s.merge(ModelSetting(name=model, shareable=False, show_real=True))
+    studio.forget(model)  # changed behind the app's back: as the settings route does
     ready(browser, f"{url}/game/{model}")
     for k in range(3):
         WebDriverWait(browser, 20).until(

@@ -272,6 +272,48 @@ def add_routes(app: FastAPI, studio) -> None:
                 todo += made.parents
         return {"image": image_id, "images": list(tree.values())}
 
+    @app.get("/api/models/{name}/directions")
+    def directions_of(name: str, request: Request):
+        entry = visible(studio, request, name)
+        if not (entry.path / "directions.json").is_file():
+            return {"name": name, "found": False, "count": 0}
+        from ganforge.directions import load_directions
+
+        return {"name": name, "found": True, "count": len(load_directions(studio.loaded(name)).vectors)}
+
+    @app.post("/api/models/{name}/directions")
+    async def find(name: str, request: Request):
+        """Find the model's directions (PCA, GANSpace), once: the owner asks, the sliders use them."""
+        from ganforge.directions import find_directions
+
+        owner(request)
+        studio.folder.model(name)
+        gen = studio.loaded(name)
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: find_directions(gen, count=8, samples=2000, overwrite=True))
+        return {"name": name, "found": True, "count": len(found.vectors)}
+
+    @app.get("/api/models/{name}/steer.png")
+    def steer(name: str, request: Request, seed: int, edits: str = "", truncation: float = 1.0):
+        """Seed `seed` moved along directions: edits=1:0.5,3:-2 (direction:strength, strengths -5..5)."""
+        from ganforge.directions import Steer
+
+        entry = visible(studio, request, name)
+        if not (entry.path / "directions.json").is_file():
+            raise StudioError(409, "bad_request", detail="no directions found for this model yet")
+        moves = {}
+        for part in filter(None, edits.split(",")):
+            try:
+                k, v = part.split(":")
+                moves[int(k)] = float(v)
+            except ValueError:
+                raise StudioError(422, "bad_request", detail="edits look like 1:0.5,3:-2") from None
+            if not -5 <= moves[int(k)] <= 5 or len(moves) > 16:
+                raise StudioError(422, "bad_request", detail="strengths go from -5 to 5, at most 16 directions")
+        gen = studio.loaded(name)
+        image = Steer(gen).image(check_seed(seed), moves, truncation=security.check_truncation(truncation))
+        return Response(png_bytes(image, {"seed": seed, "edits": edits, **gen.signed(image, seed)}), media_type="image/png")
+
     # --- Translate ---------------------------------------------------------------------------------------
 
     @app.post("/api/models/{name}/translate")

@@ -89,15 +89,19 @@ async function dreamPage() {
     seed = (await api(`/api/models/${encodeURIComponent(item)}/random`)).seed;
     history.replaceState(null, "", `/dream/${encodeURIComponent(item)}?seed=${seed}`);
   }
-  const src = `/api/models/${encodeURIComponent(item)}/image.png?seed=${seed}`;
+  const truncation = params.get("truncation") || "1";
+  const src = `/api/models/${encodeURIComponent(item)}/image.png?seed=${seed}&truncation=${truncation}`;
   const image = el("img", { class: "big", id: "dream", src, alt: `${item}, seed ${seed}` });
   image.onerror = () => api(src).catch(fail);
+  const slider = el("input", { type: "range", min: "0", max: "1.5", step: "0.05", value: truncation, id: "truncation" });
+  slider.onchange = () => { location.href = `/dream/${encodeURIComponent(item)}?seed=${seed}&truncation=${slider.value}`; };
   main().replaceChildren(el("h1", { text: `${t("dream")}: ${item}` }), image,
     el("div", { class: "row" },
       el("span", { id: "seed", text: `${t("seed")} ${seed}` }),
       el("a", { id: "permalink", href: location.pathname + location.search, text: t("permalink") }),
       el("a", { id: "download", href: src + "&download=true", download: `${item}-seed${seed}.png`, text: t("download") }),
-      el("button", { class: "primary", id: "another", text: t("new_image"), onclick: () => { location.href = `/dream/${encodeURIComponent(item)}`; } })));
+      el("button", { class: "primary", id: "another", text: t("new_image"), onclick: () => { location.href = `/dream/${encodeURIComponent(item)}`; } })),
+    el("label", { class: "row" }, t("truncation"), slider));
 }
 
 // --- Which is real? ------------------------------------------------------------------------------------
@@ -168,7 +172,28 @@ async function breedPage() {
       }
     } catch (err) { fail(err); }
   };
-  main().replaceChildren(el("h1", { text: `${t("breed")}: ${item}` }), el("h2", { text: t("parents") }), grid,
+  const steerImage = el("img", { class: "big", id: "steered", alt: "" });
+  const sliders = el("div", { id: "sliders" });
+  const steerBox = el("div", { id: "steer" });
+  const steerSeed = start;
+  const redraw = () => {
+    const edits = [...sliders.querySelectorAll("input")].map((s) => `${s.dataset.k}:${s.value}`).join(",");
+    steerImage.src = `/api/models/${name}/steer.png?seed=${steerSeed}&edits=${edits}`;
+  };
+  const showSliders = (count) => {
+    sliders.replaceChildren(...[...Array(Math.min(count, 6)).keys()].map((k) => {
+      const s = el("input", { type: "range", min: "-3", max: "3", step: "0.25", value: "0", "data-k": k });
+      s.onchange = redraw;
+      return el("label", { class: "row" }, `${k + 1}`, s);
+    }));
+    steerBox.replaceChildren(steerImage, sliders);
+    redraw();
+  };
+  api(`/api/models/${name}/directions`).then((d) => {
+    if (d.found) showSliders(d.count);
+    else steerBox.replaceChildren(el("button", { id: "find", text: "PCA", onclick: () => post(`/api/models/${name}/directions`).then((r) => showSliders(r.count)).catch(fail) }));
+  }).catch(() => {});
+  main().replaceChildren(el("h1", { text: `${t("breed")}: ${item}` }), steerBox, el("h2", { text: t("parents") }), grid,
     el("div", { class: "row" }, el("label", {}, t("mutation"), mutation), el("button", { class: "primary", id: "breed", text: t("breed_now"), onclick: breed })),
     el("h2", { text: t("children") }), children);
 }
