@@ -365,3 +365,37 @@ def test_directions_are_found_once_and_steer_an_image(owner, friend, model):
     assert plain.shape == moved.shape and not np.array_equal(plain, moved)
     for bad in ("0:9", "x", "0:1:2"):
         assert owner.get(f"/api/models/{model}/steer.png?seed=1&edits={bad}").status_code == 422
+
+
+def test_translate_an_upload_with_a_label_map_model(folder, owner, friend):
+    photos = folder / "uploads" / "photos"
+    photos.mkdir(parents=True, exist_ok=True)
+    for i in range(12):
+        image = np.full((16, 16, 3), np.random.default_rng(i).integers(0, 256, 3), np.uint8)
+        image[4:12, 4:12] = np.random.default_rng(100 + i).integers(0, 256, 3)
+        Image.fromarray(image).save(photos / f"{i}.png")
+    pairs = folder / "datasets" / "painted"
+    prepare_dataset(photos, pairs, resolution=16, derive="labels:3", progress=False, workers=1)
+    run = train_gan(pairs, preset="pix2pix", progress=False, overrides={
+        "model.width": 4, "model.d_width": 4, "batch_size": 4, "tick_kimg": 0.008, "kimg": 0.008,
+        "runs_dir": str(folder / "runs")}).run_dir
+    export_generator(run)
+    name = run.name
+    app = create_app(folder, run_jobs=False)
+    me = TestClient(app, client=OWNER)
+    listed = {m["name"]: m for m in me.get("/api/models").json()["models"]}
+    assert listed[name]["task"] == "image-to-image" and len(listed[name]["input"]["colours"]) == 3  # the palette
+    painted = io.BytesIO()
+    canvas = np.zeros((40, 40, 3), np.uint8)
+    canvas[:] = listed[name]["input"]["colours"][0]
+    canvas[10:30, 10:30] = listed[name]["input"]["colours"][2]
+    Image.fromarray(canvas).save(painted, "PNG")
+    got = me.post(f"/api/models/{name}/translate", files={"file": ("canvas.png", painted.getvalue())})
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+    out = Image.open(io.BytesIO(got.content))
+    assert out.size == (40, 40) and "ganforge:provenance" in out.text  # marked and signed like every image
+    disguised = me.post(f"/api/models/{name}/translate", files={"file": ("photo.png", b"GIF89a not really")})
+    assert disguised.status_code == 415 and disguised.json()["code"] == "not_image"
+    assert me.get(f"/api/models/{name}/image.png?seed=1").json()["code"] == "not_generator"
+    assert TestClient(app, client=FRIEND).post(f"/api/models/{name}/translate",
+                                               files={"file": ("c.png", painted.getvalue())}).status_code == 404

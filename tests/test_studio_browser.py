@@ -39,6 +39,20 @@ def server(tmp_path_factory):
     run = train_gan(root / "datasets" / "digits", preset="dcgan-small", progress=False,
                     overrides={**TINY, "runs_dir": str(root / "runs")})
     export_generator(run.run_dir)
+    import numpy as np
+    from PIL import Image
+
+    photos = root / "uploads" / "photos"
+    photos.mkdir(parents=True)
+    for i in range(12):
+        image = np.full((16, 16, 3), np.random.default_rng(i).integers(0, 256, 3), np.uint8)
+        image[4:12, 4:12] = np.random.default_rng(100 + i).integers(0, 256, 3)
+        Image.fromarray(image).save(photos / f"{i}.png")
+    prepare_dataset(photos, root / "datasets" / "painted", resolution=16, derive="labels:3", progress=False, workers=1)
+    painter = train_gan(root / "datasets" / "painted", preset="pix2pix", progress=False, overrides={
+        "model.width": 4, "model.d_width": 4, "batch_size": 4, "tick_kimg": 0.008, "kimg": 0.008,
+        "runs_dir": str(root / "runs")}).run_dir
+    export_generator(painter)
     app = create_app(root)
     studio = app.state.studio
     studio.jobs.poll = 0.3
@@ -51,6 +65,7 @@ def server(tmp_path_factory):
     thread.start()
     while not web.started:
         time.sleep(0.05)
+    studio.painter = painter.name
     yield f"http://127.0.0.1:{port}", run.run_dir.name, studio, root
     web.should_exit = True
     thread.join(timeout=10)
@@ -160,3 +175,20 @@ def test_start_and_stop_a_training_job_from_the_page(server, browser):
     browser.find_element(By.CSS_SELECTOR, "#jobs tr[data-status='running'] button").click()
     WebDriverWait(browser, 90).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"#jobs tr[data-job='{job.id}'][data-status='stopped']"))
     assert row
+
+
+def test_paint_a_label_map_and_translate_it(server, browser, tmp_path):
+    url, _, studio, _ = server
+    ready(browser, f"{url}/translate/{studio.painter}")
+    swatches = browser.find_elements(By.CSS_SELECTOR, "#palette button")
+    assert len(swatches) == 3  # the model's label colours
+    swatches[2].click()
+    canvas = browser.find_element(By.ID, "canvas")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(browser).move_to_element_with_offset(canvas, -50, -50).click_and_hold().move_by_offset(100, 80) \
+        .release().perform()
+    browser.find_element(By.ID, "run").click()
+    result = browser.find_element(By.ID, "result")
+    WebDriverWait(browser, 30).until(lambda d: loaded(d, result))
+    browser.save_screenshot(str(tmp_path / "translate.png"))

@@ -47,7 +47,15 @@ class ModelEntry:
                 "resolution": self.config.get("resolution"), "channels": self.config.get("channels"),
                 "classes": self.config.get("classes"), "model_id": self.model_id,
                 "images_seen": training.get("images_seen"), "dataset": Path(str(training.get("dataset", ""))).name,
-                "public_release": bool((self.config.get("provenance") or {}).get("public"))}
+                "public_release": bool((self.config.get("provenance") or {}).get("public")),
+                "input": self._input_side()}
+
+    def _input_side(self) -> dict | None:
+        """A translator's input: its kind, and for a label map the colours to paint it with."""
+        side = ((self.config.get("translation") or {}).get("directions") or {}).get("a_to_b", {}).get("input")
+        if not side:
+            return None
+        return {"kind": side.get("kind"), "classes": side.get("classes"), "colours": side.get("colours_rgb")}
 
 
 class StudioFolder:

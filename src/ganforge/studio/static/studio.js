@@ -207,6 +207,21 @@ async function translatePage() {
   const out = el("img", { class: "big", id: "result", alt: "" });
   const pen = canvas.getContext("2d");
   pen.fillStyle = "#fff"; pen.fillRect(0, 0, 256, 256); pen.lineWidth = 4; pen.lineCap = "round";
+  // a label-map model (GauGAN's canvas): paint with its label colours, a broad brush, on its first label
+  const { models } = await api("/api/models");
+  const me = models.find((m) => m.name === item) || {};
+  const palette = el("div", { class: "row", id: "palette" });
+  if (me.input && me.input.kind === "labels" && me.input.colours) {
+    const css = (c) => `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
+    pen.fillStyle = css(me.input.colours[0]); pen.fillRect(0, 0, 256, 256); pen.lineWidth = 18;
+    me.input.colours.forEach((c, k) => {
+      const swatch = el("button", { type: "button", "data-label": k, text: `${k}` });
+      swatch.style.background = css(c);
+      swatch.onclick = () => { pen.strokeStyle = css(c); };
+      palette.append(swatch);
+    });
+    pen.strokeStyle = css(me.input.colours[Math.min(1, me.input.colours.length - 1)]);
+  }
   let drawing = false;
   canvas.onpointerdown = (e) => { drawing = true; pen.beginPath(); pen.moveTo(e.offsetX, e.offsetY); };
   canvas.onpointermove = (e) => { if (drawing) { pen.lineTo(e.offsetX, e.offsetY); pen.stroke(); } };
@@ -219,7 +234,7 @@ async function translatePage() {
     out.src = URL.createObjectURL(await response.blob());
   };
   main().replaceChildren(el("h1", { text: `${t("translate")}: ${item}` }),
-    el("div", { class: "row" }, el("label", {}, t("upload"), file), el("span", { text: t("draw") })), canvas,
+    el("div", { class: "row" }, el("label", {}, t("upload"), file), el("span", { text: t("draw") })), palette, canvas,
     el("div", { class: "row" }, el("button", { class: "primary", id: "run", text: t("run_translation"), onclick: () => {
       if (file.files.length) send(file.files[0]); else canvas.toBlob(send);
     } })), out);
