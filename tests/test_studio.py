@@ -399,3 +399,25 @@ def test_translate_an_upload_with_a_label_map_model(folder, owner, friend):
     assert me.get(f"/api/models/{name}/image.png?seed=1").json()["code"] == "not_generator"
     assert TestClient(app, client=FRIEND).post(f"/api/models/{name}/translate",
                                                files={"file": ("c.png", painted.getvalue())}).status_code == 404
+
+
+def test_a_folder_of_files_is_uploaded_without_its_paths(folder):
+    app = create_app(folder, run_jobs=False)
+    me = TestClient(app, client=OWNER)
+    files = []
+    for k in range(20):
+        picture = io.BytesIO()
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(picture, "PNG")
+        files.append(("file", (f"huipiles/{k:02d}.png", picture.getvalue())))
+    files.append(("file", ("../../outside.png", b"not an image")))
+    made = me.post("/api/datasets?resolution=16", files=files).json()
+    assert made["dataset"] == "huipiles"
+    stored = sorted(p.name for p in (folder / "uploads" / "huipiles").iterdir())
+    assert len(stored) == 21 and not (folder.parent / "outside.png").exists() and stored[-1].endswith("outside.png")
+    jobs = app.state.studio.jobs
+    deadline = time.time() + 120
+    while time.time() < deadline and jobs.get(made["job"]).status in ("queued", "running"):
+        jobs.tick()
+        time.sleep(0.3)
+    report = me.get("/api/datasets/huipiles").json()
+    assert report["count"] == 20 and report["skipped_count"] == 1  # the fake one, with its reason

@@ -34,18 +34,34 @@ def add_routes(app: FastAPI, studio) -> None:
     # --- Make: upload, inspect, train -------------------------------------------------------------------
 
     @app.post("/api/datasets")
-    async def upload_dataset(request: Request, file: UploadFile, resolution: int = 64, name: str = ""):
+    async def upload_dataset(request: Request, resolution: int = 64, name: str = ""):
+        """A zip of images, or a folder's files (the page's folder picker sends each with its relative path):
+        stored under uploads/, never touched again, and prepared by a background job."""
         owner(request)
         if resolution not in RESOLUTIONS:
             raise StudioError(422, "bad_request", detail=f"resolution must be one of {', '.join(map(str, RESOLUTIONS))}")
-        data = await file.read(ZIP_MAX_MB * 1024 * 1024 + 1)
-        if len(data) > ZIP_MAX_MB * 1024 * 1024:
-            raise StudioError(413, "too_big", size=len(data) / 1024 / 1024, top=ZIP_MAX_MB)
-        if not zipfile.is_zipfile(io.BytesIO(data)):
-            raise StudioError(415, "not_zip")
-        dataset = studio.folder.new_dataset_name(name or Path(file.filename or "dataset").stem)
-        source = studio.folder.uploads / f"{dataset}.zip"
-        source.write_bytes(data)  # prepare reads zips itself, skipping (and reporting) what is not an image
+        form = await request.form(max_files=100_000, max_part_size=security.MAX_UPLOAD_MB * 1024 * 1024)
+        files = [f for f in form.getlist("file") if hasattr(f, "read")]
+        if not files:
+            raise StudioError(422, "bad_request", detail="send a zip, or the files of a folder, as 'file'")
+        if len(files) == 1:
+            data = await files[0].read(ZIP_MAX_MB * 1024 * 1024 + 1)
+            if len(data) > ZIP_MAX_MB * 1024 * 1024:
+                raise StudioError(413, "too_big", size=len(data) / 1024 / 1024, top=ZIP_MAX_MB)
+            if not zipfile.is_zipfile(io.BytesIO(data)):
+                raise StudioError(415, "not_zip")
+            dataset = studio.folder.new_dataset_name(name or Path(files[0].filename or "dataset").stem)
+            source = studio.folder.uploads / f"{dataset}.zip"
+            source.write_bytes(data)  # prepare reads zips itself, skipping (and reporting) what is not an image
+        else:
+            first = Path(files[0].filename or "folder").parts
+            dataset = studio.folder.new_dataset_name(name or (first[0] if len(first) > 1 else "folder"))
+            source = studio.folder.uploads / dataset
+            source.mkdir(parents=True)
+            for k, upload in enumerate(files):
+                # only the file's own name is kept (numbered): no path from the browser reaches the disk
+                safe = "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(upload.filename or "").name)
+                (source / f"{k:06d}-{safe[:80] or 'file'}").write_bytes(await upload.read())
         job = studio.jobs.submit("prepare", {"source": str(source), "name": dataset, "resolution": resolution})
         return {"dataset": dataset, "job": job.id}
 

@@ -244,6 +244,7 @@ async function translatePage() {
 
 async function makePage() {
   const zip = el("input", { type: "file", accept: ".zip", id: "zip" });
+  const chosenFolder = el("input", { type: "file", id: "folder", webkitdirectory: true, multiple: true });
   const resolution = el("select", { id: "resolution" }, ...[16, 32, 64, 128, 256].map((r) => el("option", { value: r, text: `${r} px`, selected: r === 64 })));
   const datasets = el("select", { id: "dataset" });
   const kimg = el("input", { type: "number", min: "1", value: "100", id: "kimg" });
@@ -261,9 +262,10 @@ async function makePage() {
           j.run ? el("a", { href: `/watch/${encodeURIComponent(j.run)}`, text: t("watch") }) : ""))));
   };
   const upload = async () => {
-    if (!zip.files.length) return;
+    const files = zip.files.length ? [zip.files[0]] : [...chosenFolder.files];
+    if (!files.length) return;
     const form = new FormData();
-    form.append("file", zip.files[0]);
+    for (const f of files) form.append("file", f, f.webkitRelativePath || f.name);
     try { await api(`/api/datasets?resolution=${resolution.value}`, { method: "POST", body: form }); await refresh(); } catch (err) { fail(err); }
   };
   const inspect = async () => {
@@ -276,7 +278,8 @@ async function makePage() {
   };
   const train = () => post("/api/jobs", { kind: "train", dataset: datasets.value, kimg: Number(kimg.value) }).then(refresh).catch(fail);
   main().replaceChildren(el("h1", { text: t("make") }),
-    el("div", { class: "row" }, el("label", {}, t("drop_zip"), zip), el("label", {}, t("resolution"), resolution), el("button", { class: "primary", id: "upload", text: "↑", onclick: upload })),
+    el("div", { class: "row" }, el("label", {}, t("drop_zip"), zip), el("label", {}, t("or_folder"), chosenFolder),
+      el("label", {}, t("resolution"), resolution), el("button", { class: "primary", id: "upload", text: "↑", onclick: upload })),
     el("div", { class: "row" }, el("label", {}, t("dataset"), datasets), el("button", { id: "inspect", text: t("inspect"), onclick: inspect }),
       el("label", {}, t("kimg"), kimg), el("button", { class: "primary", id: "train", text: t("start_training"), onclick: train })),
     report, jobs);
