@@ -421,3 +421,24 @@ def test_a_folder_of_files_is_uploaded_without_its_paths(folder):
         time.sleep(0.3)
     report = me.get("/api/datasets/huipiles").json()
     assert report["count"] == 20 and report["skipped_count"] == 1  # the fake one, with its reason
+
+
+def test_after_a_restart_a_job_whose_process_is_gone_is_resumed(folder, model):
+    from sqlalchemy import select
+
+    from ganforge.studio.jobs import Jobs
+
+    app = create_app(folder, run_jobs=False)
+    sessions = app.state.studio.sessions
+    gone = __import__("subprocess").Popen(["true"])
+    gone.wait()
+    with sessions.begin() as s:
+        s.add(db.Job(kind="train", status="running", args={"dataset": "digits", "kimg": 1}, run=model, pid=gone.pid))
+    Jobs(app.state.studio.folder, sessions)  # what a new studio does on start
+    with sessions() as s:
+        latest = s.scalars(select(db.Job).order_by(db.Job.id.desc())).first()
+        interrupted = s.scalars(select(db.Job).where(db.Job.pid == gone.pid)).first()
+    assert interrupted.status == "stopped" and "studio stopped" in interrupted.message
+    assert latest.status == "queued" and latest.args == {"resume": model} and latest.run == model
+    with sessions.begin() as s:
+        s.get(db.Job, latest.id).status = "stopped"  # leave no queued job behind for other tests
