@@ -57,6 +57,7 @@ def main() -> int:
     options.binary_location = shutil.which("chromium")
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,1000", f"--lang={args.lang}"):
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": args.lang})  # what the pages follow
     browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     url = f"http://127.0.0.1:{port}"
 

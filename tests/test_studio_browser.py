@@ -192,3 +192,24 @@ def test_paint_a_label_map_and_translate_it(server, browser, tmp_path):
     result = browser.find_element(By.ID, "result")
     WebDriverWait(browser, 30).until(lambda d: loaded(d, result))
     browser.save_screenshot(str(tmp_path / "translate.png"))
+
+
+def test_pages_follow_the_browsers_language(server):
+    from selenium.webdriver.chrome.service import Service
+
+    url, model, *_ = server
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"intl.accept_languages": "es-MX,es"})
+    spanish = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        ready(spanish, url + "/")
+        assert spanish.find_element(By.TAG_NAME, "h1").text == "Tus modelos"
+        assert spanish.find_element(By.CSS_SELECTOR, "header a[href='/make']").text == "Crear"
+        ready(spanish, f"{url}/dream/{model}?seed=-1")  # the server's message, in Spanish, on the page
+        WebDriverWait(spanish, 20).until(lambda d: d.find_elements(By.ID, "message"))
+        assert spanish.find_element(By.ID, "message").text.startswith("La semilla debe ser")
+    finally:
+        spanish.quit()
