@@ -372,6 +372,7 @@ def _starting_workers(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="watches the worker processes through /proc")
+@pytest.mark.slow  # a race with a millisecond window: in fresh-clone CI it is missed every time (see the stop-22 note)
 def test_ctrl_c_while_workers_are_starting_exits_130_without_a_traceback(src, out):
     make_many(src, 40)
     # The window (a worker's Ctrl-C handler set, its initializer not run yet) lasts milliseconds; on a quiet
