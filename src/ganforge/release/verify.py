@@ -184,4 +184,4 @@ def _read_manifest(verdict: Verdict, image: Image.Image, pixels: np.ndarray, mod
 
 
 def to_json(verdicts: list[Verdict]) -> str:
-    return json.dumps([{k: v for k, v in asdict(v).items()} for v in verdicts], indent=1)
+    return json.dumps([asdict(v) for v in verdicts], indent=1)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from sqlalchemy import func, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,8 +37,7 @@ from ganforge.studio.security import StudioError, check_seed, check_truncation, 
 from ganforge.studio.words import LANGUAGES, WORDS
 
 STATIC = Path(__file__).parent / "static"
-PAGES = {"": "index.html", "make": "make.html", "watch": "watch.html", "dream": "dream.html", "game": "game.html",
-         "breed": "breed.html", "translate": "translate.html"}
+PAGES = ("", "make", "watch", "dream", "game", "breed", "translate")  # one page.html; studio.js reads the address
 
 
 @dataclass
@@ -148,10 +147,10 @@ def _pages(app: FastAPI) -> None:
 
     def page(name: str):
         def serve():
-            return FileResponse(STATIC / PAGES[name], headers={"Cache-Control": "no-cache"})
+            return FileResponse(STATIC / "page.html", headers={"Cache-Control": "no-cache"})
         return serve
 
-    for route, _ in PAGES.items():
+    for route in PAGES:
         app.get(f"/{route}", include_in_schema=False)(page(route))
         if route:
             app.get(f"/{route}/{{item}}", include_in_schema=False)(page(route))
@@ -330,4 +329,4 @@ def _strip_text(data: bytes) -> bytes:
     return png_bytes(picture, {})
 
 
-__all__ = ["create_app", "wilson", "RedirectResponse"]
+__all__ = ["create_app", "wilson"]

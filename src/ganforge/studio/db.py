@@ -7,13 +7,12 @@ order, and refuses a database from a newer ganforge.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, create_engine, event, inspect,
-                        select, text)
+                        select)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -162,10 +161,3 @@ def migrate(engine: Engine) -> int:
             connection.execute(Meta.__table__.delete().where(Meta.key == "schema_version"))
             connection.execute(Meta.__table__.insert().values(key="schema_version", value=str(version + 1)))
     return had
-
-
-def to_json(value) -> str:
-    return json.dumps(value, default=str)
-
-
-__all__ = ["Answer", "Job", "Made", "ModelSetting", "Round", "open_database", "database_url", "text"]

@@ -13,9 +13,9 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import object_session
 
 from ganforge.studio.db import Job, now
 from ganforge.studio.folder import StudioFolder
@@ -187,13 +187,3 @@ class Jobs:
                     s.add(Job(kind="train", args={"resume": job.run}, run=job.run, status="queued"))
                 else:
                     job.status, job.pid = "queued", None
-
-
-def object_session(instance):
-    from sqlalchemy.orm import object_session as _object_session
-
-    return _object_session(instance)
-
-
-def log_path(folder: Path, job_id: int) -> Path:
-    return folder / "jobs" / f"{job_id}.log"

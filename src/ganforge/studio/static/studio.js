@@ -341,7 +341,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   try {
     await loadWords();
     for (const link of document.querySelectorAll("header a")) if (link.getAttribute("href") === "/" + (parts[0] || "")) link.classList.add("here");
-    await PAGES[document.body.dataset.page]();
+    await PAGES[parts[0] || "index"]();
     document.body.dataset.ready = "yes";
   } catch (err) { fail(err); document.body.dataset.ready = "error"; }
 });
