@@ -1,5 +1,6 @@
 """Fixtures shared by the test files: a temporary GANFORGE_HOME for the whole session, a source folder and
-an output path inside pytest's tmp_path, and the built-in digits prepared at 16 px (once per test module)."""
+an output path inside pytest's tmp_path, and the built-in digits prepared at 16 px (once per test module),
+plain or with two attributes per image."""
 
 from __future__ import annotations
 
@@ -53,4 +54,20 @@ def out(tmp_path) -> Path:
 def digits(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "digits-16"
     prepare_dataset("digits", out, resolution=16, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def digits_attr(tmp_path_factory) -> Path:
+    """The built-in digits at 16 px with two attributes per image (by six-digit index): ink and parity."""
+    from ganforge.data.builtin import load_digits
+
+    folder = tmp_path_factory.mktemp("attr")
+    digits = load_digits()
+    ink = digits.images.reshape(len(digits.images), -1).mean(1)
+    table = folder / "digits.csv"
+    table.write_text("file,ink,parity\n" + "".join(
+        f"{i:06d},{ink[i]:.3f},{'odd' if digits.labels[i] % 2 else 'even'}\n" for i in range(len(ink))))
+    out = folder / "digits-attr"
+    prepare_dataset("digits", out, resolution=16, workers=1, progress=False, attributes=str(table))
     return out

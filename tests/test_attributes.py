@@ -16,7 +16,6 @@ from PIL import Image, ImageDraw
 from ganforge.attributes import AttributeEditError, attribute_edit, attribute_specs, edit_values, parse_attribute_edit
 from ganforge.cli import main
 from ganforge.data.attributes import AttributeFileError, AttributeValueError, MissingAttributesError, UnknownFileError
-from ganforge.data.builtin import load_digits
 from ganforge.data.format import PreparedDataset
 from ganforge.data.inspect import inspect_dataset
 from ganforge.data.output import PrepareError
@@ -232,20 +231,6 @@ def test_attribute_descriptions_are_checked():
 
 
 # --- training, export, editing ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def digits_attr(tmp_path_factory) -> Path:
-    """The built-in digits with two attributes per image (by six-digit index): ink and parity."""
-    folder = tmp_path_factory.mktemp("attr")
-    digits = load_digits()
-    ink = digits.images.reshape(len(digits.images), -1).mean(1)
-    table = folder / "digits.csv"
-    table.write_text("file,ink,parity\n" + "".join(
-        f"{i:06d},{ink[i]:.3f},{'odd' if digits.labels[i] % 2 else 'even'}\n" for i in range(len(ink))))
-    out = folder / "digits-attr"
-    prepare_dataset("digits", out, resolution=16, workers=1, progress=False, attributes=str(table))
-    return out
 
 
 def test_fakes_get_the_attributes_and_class_of_a_real_image(digits_attr):

@@ -30,6 +30,9 @@ from ganforge.studio.words import MESSAGES, WORDS  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16, "tick_kimg": 0.032,
         "grid_size": 10, "precision": "fp32", "ema_kimg": 0.1, "kimg": 0.1, "conditional": "no"}
+SG2 = {"model.name": "stylegan2", "model.z_dim": 16, "model.w_dim": 16, "model.mapping_layers": 2,
+       "model.channel_base": 128, "model.channel_max": 8, "batch_size": 8, "tick_kimg": 0.016, "grid_size": 4,
+       "precision": "fp32", "ema_kimg": 0.1, "eval_minutes": 0, "kimg": 0.032, "augment": "", "r1_gamma": 0.1}
 OWNER, FRIEND = ("127.0.0.1", 50000), ("192.168.1.20", 50000)
 
 
@@ -218,6 +221,83 @@ def test_breed_keep_and_the_lineage_reproduces_each_image(owner, model):
                 {"parents": [{"image": 10**9}, {"seed": 2}]}):
         got = owner.post(f"/api/models/{model}/breed", json=bad)
         assert got.status_code in (404, 422) and "error" in got.json()
+
+
+@pytest.fixture(scope="module")
+def styled(digits_attr, tmp_path_factory):
+    """A second studio holding a tiny StyleGAN2 trained on digits with attributes (ink, parity): a client
+    for its owner and the model's name."""
+    root = tmp_path_factory.mktemp("studio-styled")
+    run = train_gan(digits_attr, progress=False, overrides={**SG2, "runs_dir": str(root / "runs")}).run_dir
+    export_generator(run)
+    return TestClient(create_app(root, run_jobs=False), client=OWNER), run.name, run / "generator"
+
+
+def pixels_of(response) -> np.ndarray:
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png", response.text
+    return np.asarray(Image.open(io.BytesIO(response.content)))
+
+
+def test_controls_say_what_each_model_can_be_steered_with(owner, model, styled):
+    plain = owner.get(f"/api/models/{model}/controls").json()
+    assert plain["styles"] is False and plain["groups"] == {} and plain["attributes"] == []
+    assert plain["modes"] == ["blend", "crossover"]
+    client, name, _ = styled
+    style = client.get(f"/api/models/{name}/controls").json()
+    assert style["styles"] is True and "genes" in style["modes"] and style["groups"]["coarse"] == [0, 1, 2, 3]
+    assert [(a["name"], a["kind"]) for a in style["attributes"]] == [("ink", "continuous"), ("parity", "categorical")]
+    assert style["attributes"][1]["values"] == ["even", "odd"]
+
+
+def test_style_mixing_takes_the_rows_styles_on_the_chosen_layers(owner, model, styled):
+    from ganforge import steer
+
+    client, name, folder = styled
+    gen = Generator.from_pretrained(folder, device="cpu")
+    for layers in ("coarse", "fine"):
+        served = pixels_of(client.get(f"/api/models/{name}/mix.png?row=3&col=8&layers={layers}"))
+        library = steer.style_mix(gen, [3], [8], layers=layers)
+        assert np.array_equal(served, np.asarray(library.cells[0][0]))  # the classic grid's cell, exactly
+    assert not np.array_equal(pixels_of(client.get(f"/api/models/{name}/mix.png?row=3&col=8")),
+                              pixels_of(client.get(f"/api/models/{name}/mix.png?row=8&col=3")))
+    for bad in ("row=3&col=8&layers=hair", "row=-1&col=8", "row=3&col=8&truncation=9", "row=3"):
+        got = client.get(f"/api/models/{name}/mix.png?{bad}")
+        assert got.status_code == 422 and "error" in got.json(), bad
+    assert owner.get(f"/api/models/{model}/mix.png?row=1&col=2").status_code == 422  # a DCGAN has no styles
+
+
+def test_attribute_sliders_keep_the_seed_and_change_the_attribute(owner, model, styled):
+    from ganforge.attributes import attribute_edit
+
+    client, name, folder = styled
+    gen = Generator.from_pretrained(folder, device="cpu")
+    low = pixels_of(client.get(f"/api/models/{name}/attributes.png?seed=5&values=ink:2"))
+    assert np.array_equal(low, np.asarray(attribute_edit(gen, 5, "ink", [2.0])[0]))
+    both = pixels_of(client.get(f"/api/models/{name}/attributes.png?seed=5&values=ink:2,parity:odd"))
+    assert np.array_equal(both, np.asarray(attribute_edit(gen, 5, "ink", [2.0], others={"parity": "odd"})[0]))
+    high = pixels_of(client.get(f"/api/models/{name}/attributes.png?seed=5&values=ink:8"))
+    assert not np.array_equal(low, high)
+    for bad in ("ink:nan", "ink:1e9", "size:2", "parity:maybe", "", "ink:2,ink:3", "ink"):
+        got = client.get(f"/api/models/{name}/attributes.png?seed=5&values={bad}")
+        assert got.status_code == 422 and "error" in got.json(), bad
+    assert owner.get(f"/api/models/{model}/attributes.png?seed=1&values=ink:2").status_code == 422
+
+
+def test_breeding_with_genes_reproduces_each_child_and_keeps_its_kind(owner, model, styled):
+    client, name, _ = styled
+    brood = client.post(f"/api/models/{name}/breed", json={"parents": [{"seed": 1}, {"seed": 2}], "count": 3,
+                                                          "mode": "genes", "seed": 4}).json()
+    child = brood["children"][0]
+    first = pixels_of(client.get(child["url"]))
+    assert np.array_equal(first, pixels_of(client.get(child["url"])))
+    again = client.post(f"/api/models/{name}/breed", json={"parents": [{"image": child["id"]}, {"seed": 3}],
+                                                          "count": 2, "mode": "genes"}).json()
+    tree = client.get(f"/api/images/{again['children'][0]['id']}/lineage").json()["images"]
+    assert {child["id"], *brood["parents"]} <= {m["id"] for m in tree}
+    mixed = client.post(f"/api/models/{name}/breed", json={"parents": [{"image": child["id"]}, {"seed": 3}], "mode": "blend"})
+    assert mixed.status_code == 422 and "genes" in mixed.json()["error"]
+    got = owner.post(f"/api/models/{model}/breed", json={"parents": [{"seed": 1}, {"seed": 2}], "mode": "genes"})
+    assert got.status_code == 422 and "StyleGAN" in got.json()["error"]
 
 
 # --- Make and Watch ----------------------------------------------------------------------------------------------

@@ -23,10 +23,13 @@ pytestmark = [pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian
               pytest.mark.usefixtures("one_thread")]
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16, "tick_kimg": 0.032,
         "grid_size": 10, "precision": "fp32", "ema_kimg": 0.1, "kimg": 0.1, "conditional": "no"}
+SG2 = {"model.name": "stylegan2", "model.z_dim": 16, "model.w_dim": 16, "model.mapping_layers": 2,
+       "model.channel_base": 128, "model.channel_max": 8, "batch_size": 8, "tick_kimg": 0.016, "grid_size": 4,
+       "precision": "fp32", "ema_kimg": 0.1, "eval_minutes": 0, "kimg": 0.032, "augment": "", "r1_gamma": 0.1}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, digits_attr):
     import uvicorn
 
     from ganforge.api import train_gan
@@ -53,6 +56,8 @@ def server(tmp_path_factory):
         "model.width": 4, "model.d_width": 4, "batch_size": 4, "tick_kimg": 0.008, "kimg": 0.008,
         "runs_dir": str(root / "runs")}).run_dir
     export_generator(painter)
+    styled = train_gan(digits_attr, progress=False, overrides={**SG2, "runs_dir": str(root / "runs")}).run_dir
+    export_generator(styled)
     app = create_app(root)
     studio = app.state.studio
     studio.jobs.poll = 0.3
@@ -65,7 +70,7 @@ def server(tmp_path_factory):
     thread.start()
     while not web.started:
         time.sleep(0.05)
-    studio.painter = painter.name
+    studio.painter, studio.styled = painter.name, styled.name
     yield f"http://127.0.0.1:{port}", run.run_dir.name, studio, root
     web.should_exit = True
     thread.join(timeout=10)
@@ -106,6 +111,28 @@ def test_every_page_loads_in_both_languages(server, browser, tmp_path):
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Tus modelos")
     browser.find_element(By.ID, "language").click()
     WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Your models")
+
+
+def test_watch_compares_runs_by_kid_once_they_have_it(server, browser, tmp_path):
+    import json
+
+    url, model, studio, root = server
+    ready(browser, url + "/watch")
+    assert browser.find_element(By.ID, "compare").get_attribute("data-measure") == "loss_G"  # nothing measured yet
+    written = []
+    for run, values in ((model, (0.30, 0.21)), (studio.styled, (0.35, 0.12))):
+        path = root / "runs" / run / "metrics.jsonl"
+        path.write_text("".join(json.dumps({"images_seen": 1000 * (k + 1), "metrics": {"kid20": v, "kid20_std": 0.01}})
+                                + "\n" for k, v in enumerate(values)))
+        written.append(path)
+    try:
+        ready(browser, url + "/watch")
+        assert browser.find_element(By.ID, "compare").get_attribute("data-measure") == "kid20"
+        assert "kid20 (lower is better)" in browser.find_element(By.ID, "compare-what").text
+        browser.save_screenshot(str(tmp_path / "watch-compare.png"))
+    finally:
+        for path in written:
+            path.unlink()
 
 
 def test_this_image_does_not_exist_gives_a_permalink(server, browser):
@@ -157,6 +184,37 @@ def test_breed_once(server, browser):
     children = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#children img"))
     assert len(children) == 8
     WebDriverWait(browser, 20).until(lambda d: all(loaded(d, c) for c in children))
+
+
+def test_steer_a_stylegan_by_attributes_and_style_mixing_then_draw_the_family_tree(server, browser, tmp_path):
+    url, _, studio, _ = server
+    ready(browser, f"{url}/breed/{studio.styled}")
+    attribute = browser.find_element(By.ID, "attribute-image")
+    WebDriverWait(browser, 20).until(lambda d: loaded(d, attribute))
+    before = attribute.get_attribute("src")
+    ink = browser.find_element(By.CSS_SELECTOR, "[data-attribute='ink']")
+    browser.execute_script("arguments[0].value = arguments[0].max; arguments[0].dispatchEvent(new Event('change'))", ink)
+    WebDriverWait(browser, 20).until(lambda d: attribute.get_attribute("src") != before and loaded(d, attribute))
+    assert [o.text for o in browser.find_elements(By.CSS_SELECTOR, "[data-attribute='parity'] option")] == ["even", "odd"]
+    assert "Pick two parents" in browser.find_element(By.ID, "mixed").text
+    parents = browser.find_elements(By.CSS_SELECTOR, "#parents img")
+    parents[1].click()
+    parents[4].click()
+    mixed = WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#mixed img"))
+    assert len(mixed) == 3 and "layers=coarse" in mixed[2].get_attribute("src")
+    WebDriverWait(browser, 20).until(lambda d: all(loaded(d, m) for m in mixed))
+    browser.find_element(By.CSS_SELECTOR, "#mode option[value='genes']").click()
+    browser.find_element(By.ID, "breed").click()
+    links = WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#children a.lineage"))
+    browser.save_screenshot(str(tmp_path / "breed-stylegan.png"))
+    links[0].click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "yes")
+    tree = WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "tree"))
+    WebDriverWait(browser, 20).until(lambda d: tree.get_attribute("data-links") == "2")  # one line per parent
+    generations = browser.find_elements(By.CSS_SELECTOR, "#tree .generation")
+    assert [len(g.find_elements(By.CSS_SELECTOR, ".node")) for g in generations] == [2, 1]  # parents over the child
+    assert "genes" in generations[1].text
+    browser.save_screenshot(str(tmp_path / "lineage.png"))
 
 
 def test_start_and_stop_a_training_job_from_the_page(server, browser):

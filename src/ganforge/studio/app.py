@@ -2,8 +2,8 @@
 
 `create_app(folder, ...)` builds it; `ganforge studio` serves it with uvicorn. Every route is a thin layer
 over ganforge's Python API (Generator, Translator, explore.breed, the jobs' `ganforge` processes).
-Make, Watch, Breed and Translate live in `routes.py`; this file has the app, the models, This X does not
-exist and Which is real.
+Make, Watch and Translate live in `routes.py`, Breed and steer in `steering.py`; this file has the app,
+the models, This X does not exist and Which is real.
 """
 
 from __future__ import annotations
@@ -33,11 +33,12 @@ from ganforge.studio.jobs import Jobs
 from ganforge.studio.requests import read_json as _json
 from ganforge.studio.requests import visible
 from ganforge.studio.routes import add_routes
+from ganforge.studio.steering import add_steering_routes
 from ganforge.studio.security import StudioError, check_seed, check_truncation, error_response, is_owner
 from ganforge.studio.words import LANGUAGES, WORDS
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("", "make", "watch", "dream", "game", "breed", "translate")  # one page.html; studio.js reads the address
+PAGES = ("", "make", "watch", "dream", "game", "breed", "lineage", "translate")  # one page.html; studio.js reads the address
 
 
 @dataclass
@@ -92,6 +93,7 @@ def create_app(folder: str | os.PathLike, *, database: str | None = None, token:
     _model_routes(app, studio)
     _game_routes(app, studio)
     add_routes(app, studio)
+    add_steering_routes(app, studio)
     if run_jobs:
         app.router.on_startup.append(studio.jobs.start)
         app.router.on_shutdown.append(studio.jobs.close)

@@ -1,11 +1,11 @@
-"""The studio's Make, Watch, Breed and Translate routes (the app and the games are in `app.py`)."""
+"""The studio's Make, Watch and Translate routes (the app and the games are in `app.py`, Breed and steer in
+`steering.py`)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,11 +15,10 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from ganforge.studio import security
 from ganforge.studio.batcher import png_bytes
-from ganforge.studio.db import Made
 from ganforge.studio.folder import NAME, NotFound
 from ganforge.studio.requests import read_json as _json
 from ganforge.studio.requests import visible
-from ganforge.studio.security import StudioError, check_count, check_seed, is_owner
+from ganforge.studio.security import StudioError, is_owner
 
 RESOLUTIONS = (16, 32, 64, 128, 256)
 MAX_KIMG = 100_000
@@ -189,147 +188,6 @@ def add_routes(app: FastAPI, studio) -> None:
             raise StudioError(404, "not_found", what="picture", name=picture)
         return FileResponse(run / picture, headers={"Cache-Control": "no-store"})
 
-    # --- Breed and steer ----------------------------------------------------------------------------------
-
-    lineage = studio.folder.root / "lineage"
-    lineage.mkdir(exist_ok=True)
-
-    @app.post("/api/models/{name}/breed")
-    async def breed(name: str, request: Request):
-        from ganforge import explore
-
-        visible(studio, request, name)
-        body = await _json(request)
-        parents = body.get("parents")
-        if not isinstance(parents, list) or not 2 <= len(parents) <= 16:
-            raise StudioError(422, "bad_request", detail="parents must be a list of 2 to 16 seeds or image ids")
-        count = check_count(body.get("count", 8))
-        mutation = body.get("mutation", 0.1)
-        if isinstance(mutation, bool) or not isinstance(mutation, (int, float)) or not 0 <= mutation <= 2:
-            raise StudioError(422, "bad_request", detail="mutation must be a number from 0 to 2")
-        seed = check_seed(body.get("seed", 0))
-        mode = body.get("mode", "blend")
-        if mode not in ("blend", "crossover"):
-            raise StudioError(422, "bad_request", detail="mode must be 'blend' or 'crossover'")
-        refs, parent_ids = [], []
-        for parent in parents:
-            if isinstance(parent, dict) and "image" in parent:
-                made = _made(studio, parent["image"], name)
-                refs.append(made.recipe["seed"] if made.kind == "seed" else str(lineage / f"{made.id}.npy"))
-                parent_ids.append(made.id)
-            elif isinstance(parent, dict) and "seed" in parent:
-                seed_id = _seed_image(studio, name, check_seed(parent["seed"]))
-                refs.append(check_seed(parent["seed"]))
-                parent_ids.append(seed_id)
-            else:
-                raise StudioError(422, "bad_request", detail='each parent is {"seed": N} or {"image": ID}')
-        gen = studio.loaded(name)
-        scratch = lineage / f"brood-{seed}-{len(parent_ids)}-{np.random.default_rng().integers(1 << 30)}"
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: explore.breed(gen, refs, children=count, mutation=float(mutation), mode=mode, seed=seed,
-                                        out=scratch))
-        children = []
-        with studio.sessions.begin() as s:
-            for k in range(count):
-                made = Made(model=name, kind="child", parents=parent_ids,
-                            recipe={"mode": mode, "mutation": mutation, "seed": seed, "child": k, "parents": parents})
-                s.add(made)
-                s.flush()
-                shutil.move(scratch / f"child-{k:02d}.npy", lineage / f"{made.id}.npy")
-                children.append({"id": made.id, "url": f"/api/images/{made.id}.png"})
-        shutil.rmtree(scratch, ignore_errors=True)
-        return {"children": children, "parents": parent_ids}
-
-    @app.post("/api/images/{image_id}/keep")
-    def keep(image_id: int, request: Request):
-        with studio.sessions.begin() as s:
-            made = s.get(Made, image_id)
-            if made is None:
-                raise StudioError(404, "not_found", what="image", name=str(image_id))
-            visible(studio, request, made.model)
-            made.kept = True
-        return {"id": image_id, "kept": True}
-
-    @app.get("/api/images/{image_id}.png")
-    def made_image(image_id: int, request: Request):
-        from ganforge.explore import load_latent
-
-        with studio.sessions() as s:
-            made = s.get(Made, image_id)
-        if made is None:
-            raise StudioError(404, "not_found", what="image", name=str(image_id))
-        visible(studio, request, made.model)
-        gen = studio.loaded(made.model)
-        if made.kind == "seed":
-            image = gen.sample([made.recipe["seed"]])[0]
-            meta = {"seed": made.recipe["seed"], **gen.signed(image, made.recipe["seed"])}
-        else:
-            z, label = load_latent(gen, lineage / f"{made.id}.npy")
-            x = gen.synthesize(z[None], gen.labels_for(1, label) if label is not None else None)
-            image = gen.to_images(x)[0]
-            meta = {"recipe": json.dumps(made.recipe), **gen.signed(image)}
-        return Response(png_bytes(image, meta), media_type="image/png", headers={"Cache-Control": "max-age=3600"})
-
-    @app.get("/api/images/{image_id}/lineage")
-    def image_lineage(image_id: int, request: Request):
-        """The image and every ancestor, each with its recipe: the family tree of a bred image."""
-        tree, todo = {}, [image_id]
-        with studio.sessions() as s:
-            while todo and len(tree) < 500:
-                current = todo.pop()
-                if current in tree:
-                    continue
-                made = s.get(Made, current)
-                if made is None:
-                    raise StudioError(404, "not_found", what="image", name=str(current))
-                visible(studio, request, made.model)
-                tree[current] = {"id": made.id, "kind": made.kind, "parents": made.parents, "recipe": made.recipe,
-                                 "url": f"/api/images/{made.id}.png", "kept": made.kept}
-                todo += made.parents
-        return {"image": image_id, "images": list(tree.values())}
-
-    @app.get("/api/models/{name}/directions")
-    def directions_of(name: str, request: Request):
-        entry = visible(studio, request, name)
-        if not (entry.path / "directions.json").is_file():
-            return {"name": name, "found": False, "count": 0}
-        from ganforge.directions import load_directions
-
-        return {"name": name, "found": True, "count": len(load_directions(studio.loaded(name)).vectors)}
-
-    @app.post("/api/models/{name}/directions")
-    async def find(name: str, request: Request):
-        """Find the model's directions (PCA, GANSpace), once: the owner asks, the sliders use them."""
-        from ganforge.directions import find_directions
-
-        owner(request)
-        studio.folder.model(name)
-        gen = studio.loaded(name)
-        found = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: find_directions(gen, count=8, samples=2000, overwrite=True))
-        return {"name": name, "found": True, "count": len(found.vectors)}
-
-    @app.get("/api/models/{name}/steer.png")
-    def steer(name: str, request: Request, seed: int, edits: str = "", truncation: float = 1.0):
-        """Seed `seed` moved along directions: edits=1:0.5,3:-2 (direction:strength, strengths -5..5)."""
-        from ganforge.directions import Steer
-
-        entry = visible(studio, request, name)
-        if not (entry.path / "directions.json").is_file():
-            raise StudioError(409, "bad_request", detail="no directions found for this model yet")
-        moves = {}
-        for part in filter(None, edits.split(",")):
-            try:
-                k, v = part.split(":")
-                moves[int(k)] = float(v)
-            except ValueError:
-                raise StudioError(422, "bad_request", detail="edits look like 1:0.5,3:-2") from None
-            if not -5 <= moves[int(k)] <= 5 or len(moves) > 16:
-                raise StudioError(422, "bad_request", detail="strengths go from -5 to 5, at most 16 directions")
-        gen = studio.loaded(name)
-        image = Steer(gen).image(check_seed(seed), moves, truncation=security.check_truncation(truncation))
-        return Response(png_bytes(image, {"seed": seed, "edits": edits, **gen.signed(image, seed)}), media_type="image/png")
-
     # --- Translate ---------------------------------------------------------------------------------------
 
     @app.post("/api/models/{name}/translate")
@@ -348,28 +206,6 @@ def add_routes(app: FastAPI, studio) -> None:
 def _job(job) -> dict:
     return {"id": job.id, "kind": job.kind, "status": job.status, "run": job.run, "args": job.args,
             "message": job.message, "created": job.created.isoformat() if job.created else None}
-
-
-def _made(studio, image_id, model: str) -> Made:
-    with studio.sessions() as s:
-        made = s.get(Made, image_id) if isinstance(image_id, int) and not isinstance(image_id, bool) else None
-    if made is None or made.model != model:
-        raise StudioError(404, "not_found", what="image", name=str(image_id))
-    return made
-
-
-def _seed_image(studio, model: str, seed: int) -> int:
-    """The lineage record of a seed's image (made once), so children can point at their seed parents."""
-    from sqlalchemy import select
-
-    with studio.sessions.begin() as s:
-        for made in s.scalars(select(Made).where(Made.model == model, Made.kind == "seed")):
-            if made.recipe.get("seed") == seed:
-                return made.id
-        made = Made(model=model, kind="seed", parents=[], recipe={"seed": seed})
-        s.add(made)
-        s.flush()
-        return made.id
 
 
 def _read_json(path: Path) -> dict:

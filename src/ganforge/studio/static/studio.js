@@ -143,16 +143,28 @@ async function nextRound() {
 
 // --- Breed and steer -----------------------------------------------------------------------------------
 
+function slider(min, max, step, value, attrs = {}) {
+  return el("input", { type: "range", min: `${min}`, max: `${max}`, step: `${step}`, value: `${value}`, ...attrs });
+}
+
 async function breedPage() {
   const picked = new Map();
   const name = encodeURIComponent(item);
+  const controls = await api(`/api/models/${name}/controls`);
   const grid = el("div", { class: "grid", id: "parents" });
   const children = el("div", { class: "grid", id: "children" });
-  const mutation = el("input", { type: "range", min: "0", max: "1", step: "0.05", value: "0.1", id: "mutation" });
+  const mutation = slider(0, 1, 0.05, 0.1, { id: "mutation" });
+  const mode = el("select", { id: "mode" }, ...controls.modes.map((m) => el("option", { value: m, text: t(m) })));
   const start = Math.floor(Math.random() * 100000);
+  let subject = start;  // the seed the sliders steer: the first parent picked, else the first shown
+  const sections = [];
   const toggle = (image, ref) => {
     const key = JSON.stringify(ref);
     if (picked.has(key)) { picked.delete(key); image.classList.remove("picked"); } else { picked.set(key, ref); image.classList.add("picked"); }
+    const seeds = [...picked.values()].filter((r) => "seed" in r).map((r) => r.seed);
+    const moved = seeds.length > 0 && seeds[0] !== subject;
+    if (moved) subject = seeds[0];
+    for (const s of sections) if (moved || s.followsPicks) s.redraw();
   };
   for (let k = 0; k < 12; k++) {
     const image = el("img", { src: `/api/models/${name}/image.png?seed=${start + k}`, alt: `seed ${start + k}` });
@@ -160,42 +172,146 @@ async function breedPage() {
     grid.append(image);
   }
   const breed = async () => {
-    if (picked.size < 2) return show(t("parents") + ": 2+", true);
+    if (picked.size < 2) return show(t("pick_two"), true);
     try {
-      const result = await post(`/api/models/${name}/breed`, { parents: [...picked.values()], count: 8, mutation: Number(mutation.value), seed: Math.floor(Math.random() * 1e9) });
+      const result = await post(`/api/models/${name}/breed`, { parents: [...picked.values()], count: 8, mode: mode.value, mutation: Number(mutation.value), seed: Math.floor(Math.random() * 1e9) });
       children.replaceChildren();
       for (const child of result.children) {
         const image = el("img", { src: child.url, alt: `image ${child.id}`, "data-id": child.id });
         image.onclick = () => toggle(image, { image: child.id });
         const keep = el("button", { text: t("keep"), onclick: () => post(`/api/images/${child.id}/keep`).then(() => { keep.disabled = true; }).catch(fail) });
-        children.append(el("div", {}, image, keep, el("a", { href: `/api/images/${child.id}/lineage`, text: t("lineage") })));
+        children.append(el("div", {}, image, keep, el("a", { href: `/lineage/${child.id}`, text: t("lineage"), class: "lineage" })));
       }
     } catch (err) { fail(err); }
   };
+  const truncation = slider(0, 1.5, 0.05, 1, { id: "steer-truncation" });
+
+  // directions (PCA) and truncation: one image, redrawn as a slider moves
   const steerImage = el("img", { class: "big", id: "steered", alt: "" });
   const sliders = el("div", { id: "sliders" });
   const steerBox = el("div", { id: "steer" });
-  const steerSeed = start;
-  const redraw = () => {
+  const steerSection = { redraw: () => {
     const edits = [...sliders.querySelectorAll("input")].map((s) => `${s.dataset.k}:${s.value}`).join(",");
-    steerImage.src = `/api/models/${name}/steer.png?seed=${steerSeed}&edits=${edits}`;
-  };
+    steerImage.src = controls.directions ? `/api/models/${name}/steer.png?seed=${subject}&edits=${edits}&truncation=${truncation.value}`
+      : `/api/models/${name}/image.png?seed=${subject}&truncation=${truncation.value}`;
+  } };
   const showSliders = (count) => {
+    controls.directions = count;
     sliders.replaceChildren(...[...Array(Math.min(count, 6)).keys()].map((k) => {
-      const s = el("input", { type: "range", min: "-3", max: "3", step: "0.25", value: "0", "data-k": k });
-      s.onchange = redraw;
-      return el("label", { class: "row" }, `${k + 1}`, s);
+      const s = slider(-3, 3, 0.25, 0, { "data-k": k });
+      s.onchange = steerSection.redraw;
+      return el("label", { class: "row" }, `${t("direction")} ${k + 1}`, s);
     }));
-    steerBox.replaceChildren(steerImage, sliders);
-    redraw();
+    steerSection.redraw();
   };
-  api(`/api/models/${name}/directions`).then((d) => {
-    if (d.found) showSliders(d.count);
-    else steerBox.replaceChildren(el("button", { id: "find", text: "PCA", onclick: () => post(`/api/models/${name}/directions`).then((r) => showSliders(r.count)).catch(fail) }));
-  }).catch(() => {});
-  main().replaceChildren(el("h1", { text: `${t("breed")}: ${item}` }), steerBox, el("h2", { text: t("parents") }), grid,
-    el("div", { class: "row" }, el("label", {}, t("mutation"), mutation), el("button", { class: "primary", id: "breed", text: t("breed_now"), onclick: breed })),
+  truncation.onchange = () => { for (const s of sections) s.redraw(); };
+  steerBox.append(steerImage, el("div", {}, sliders, el("label", { class: "row" }, t("truncation"), truncation)));
+  if (controls.directions) showSliders(controls.directions);
+  else {
+    steerBox.append(el("button", { id: "find", text: t("find_directions"), onclick: (e) => {
+      e.target.disabled = true;
+      post(`/api/models/${name}/directions`).then((r) => { e.target.remove(); showSliders(r.count); }).catch(fail);
+    } }));
+    steerSection.redraw();
+  }
+  sections.push(steerSection);
+  const page = [el("h1", { text: `${t("breed")}: ${item}` }), el("p", { class: "muted", text: t("steer_hint") }), steerBox];
+
+  // attributes (a model trained with --attributes): a slider per number, a menu per category
+  if (controls.attributes.length) {
+    const attrImage = el("img", { class: "big", id: "attribute-image", alt: "" });
+    const inputs = controls.attributes.map((a) => {
+      const input = a.kind === "continuous"
+        ? slider(a.low ?? a.mean - 2 * a.std, a.high ?? a.mean + 2 * a.std, ((a.high ?? a.mean + 2 * a.std) - (a.low ?? a.mean - 2 * a.std)) / 40, a.mean, { "data-attribute": a.name })
+        : el("select", { "data-attribute": a.name }, ...a.values.map((v) => el("option", { value: v, text: v })));
+      input.onchange = () => attrSection.redraw();
+      return el("label", { class: "row" }, a.name, input, el("output", { text: "" }));
+    });
+    const attrSection = { redraw: () => {
+      const values = inputs.map((row) => { const i = row.querySelector("[data-attribute]"); row.querySelector("output").textContent = i.value; return `${i.dataset.attribute}:${i.value}`; }).join(",");
+      attrImage.src = `/api/models/${name}/attributes.png?seed=${subject}&values=${encodeURIComponent(values)}&truncation=${truncation.value}`;
+    } };
+    sections.push(attrSection);
+    page.push(el("h2", { text: t("attributes") }), el("div", { id: "attributes", class: "steer" }, attrImage, el("div", {}, ...inputs)));
+    attrSection.redraw();
+  }
+
+  // style mixing (StyleGAN): the first picked parent's styles on one layer group, the second's elsewhere
+  if (controls.styles) {
+    const layers = el("select", { id: "mix-layers" }, ...Object.keys(controls.groups).map((g) => el("option", { value: g, text: t(g) })));
+    const mixed = el("div", { class: "row", id: "mixed" });
+    const mixSection = { followsPicks: true, redraw: () => {
+      const seeds = [...picked.values()].filter((r) => "seed" in r).map((r) => r.seed);
+      if (seeds.length < 2) { mixed.replaceChildren(el("p", { class: "muted", text: t("mix_hint") })); return; }
+      const [a, b] = seeds;
+      const img = (src, label) => el("figure", {}, el("img", { src, alt: label, class: "thumb" }), el("figcaption", { text: label }));
+      mixed.replaceChildren(img(`/api/models/${name}/image.png?seed=${a}&truncation=${truncation.value}`, `${t("seed")} ${a}: ${t(layers.value)}`), el("span", { text: "+" }),
+        img(`/api/models/${name}/image.png?seed=${b}&truncation=${truncation.value}`, `${t("seed")} ${b}: ${t("the_rest")}`), el("span", { text: "=" }),
+        img(`/api/models/${name}/mix.png?row=${a}&col=${b}&layers=${layers.value}&truncation=${truncation.value}`, t("style_mix")));
+    } };
+    layers.onchange = mixSection.redraw;
+    sections.push(mixSection);
+    page.push(el("h2", { text: t("style_mix") }), el("div", { class: "row" }, el("label", {}, t("layers"), layers),
+      el("button", { id: "mix", text: t("mix_now"), onclick: mixSection.redraw })), mixed);
+    mixSection.redraw();
+  }
+  main().replaceChildren(...page, el("h2", { text: t("parents") }), grid,
+    el("div", { class: "row" }, el("label", {}, t("mutation"), mutation), el("label", {}, t("mode"), mode),
+      el("button", { class: "primary", id: "breed", text: t("breed_now"), onclick: breed })),
     el("h2", { text: t("children") }), children);
+}
+
+// --- Lineage: the family tree of a bred image, drawn -------------------------------------------------------
+
+async function lineagePage() {
+  const { images } = await api(`/api/images/${encodeURIComponent(item)}/lineage`);
+  const byId = new Map(images.map((m) => [m.id, m]));
+  const depth = new Map();  // generations back from the image asked for
+  const visit = (id, d) => {
+    if ((depth.get(id) ?? -1) >= d || !byId.has(id)) return;
+    depth.set(id, d);
+    for (const p of byId.get(id).parents) visit(p, d + 1);
+  };
+  visit(Number(item), 0);
+  const oldest = Math.max(...depth.values());
+  const tree = el("div", { class: "tree", id: "tree" });
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "links");
+  tree.append(svg);
+  const nodes = new Map();
+  for (let d = oldest; d >= 0; d--) {
+    const row = el("div", { class: "generation", "data-generation": d });
+    for (const m of images.filter((m) => depth.get(m.id) === d).sort((a, b) => a.id - b.id)) {
+      const r = m.recipe || {};
+      const caption = m.kind === "seed" ? `${t("seed")} ${r.seed}` : `#${m.id} · ${t(r.mode || "blend")} · ${t("mutation")} ${r.mutation}`;
+      const node = el("a", { href: `/lineage/${m.id}`, class: "node" + (m.id === Number(item) ? " here" : ""), "data-id": m.id },
+        el("img", { src: m.url, alt: caption }), el("span", { text: (m.kept ? "★ " : "") + caption }));
+      nodes.set(m.id, node);
+      row.append(node);
+    }
+    tree.append(row);
+  }
+  const draw = () => {
+    const box = tree.getBoundingClientRect();
+    svg.setAttribute("width", box.width); svg.setAttribute("height", box.height);
+    svg.replaceChildren();
+    for (const m of images) {
+      const child = nodes.get(m.id);
+      for (const p of m.parents) {
+        const parent = nodes.get(p);
+        if (!child || !parent) continue;
+        const a = parent.getBoundingClientRect(), b = child.querySelector("img").getBoundingClientRect();  // caption bottom to picture top
+        const line = document.createElementNS("http://www.w3.org/2000/svg", "path");
+        const [x1, y1, x2, y2] = [a.left + a.width / 2 - box.left, a.bottom - box.top, b.left + b.width / 2 - box.left, b.top - box.top];
+        line.setAttribute("d", `M${x1},${y1} C${x1},${(y1 + y2) / 2} ${x2},${(y1 + y2) / 2} ${x2},${y2}`);
+        svg.append(line);
+      }
+    }
+    tree.dataset.links = svg.childElementCount;
+  };
+  main().replaceChildren(el("h1", { text: `${t("lineage")}: #${item}` }), el("p", { class: "muted", text: t("lineage_hint") }), tree);
+  requestAnimationFrame(draw);
+  window.addEventListener("resize", draw);
 }
 
 // --- Translate -------------------------------------------------------------------------------------------
@@ -297,15 +413,21 @@ function plot(canvas, series, key) {
   const xs = points.map((p) => p.kimg), ys = points.map((p) => p[key]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs) || 1, Math.min(...ys), Math.max(...ys)];
   const colours = ["#7a3cff", "#1c7c4a", "#b3261e", "#d98e04", "#0067a3"];
-  series.forEach((s, i) => {
+  series.filter((s) => s.points.some((p) => Number.isFinite(p[key]))).forEach((s, i) => {
     pen.strokeStyle = colours[i % colours.length]; pen.beginPath();
     s.points.filter((p) => Number.isFinite(p[key])).forEach((p, k) => {
       const x = 30 + (canvas.width - 40) * (p.kimg - x0) / ((x1 - x0) || 1);
       const y = canvas.height - 20 - (canvas.height - 30) * (p[key] - y0) / ((y1 - y0) || 1);
       k ? pen.lineTo(x, y) : pen.moveTo(x, y);
     });
-    pen.stroke(); pen.fillStyle = pen.strokeStyle; pen.fillText(s.name, 34, 14 + 12 * i);
+    pen.stroke(); pen.fillStyle = pen.strokeStyle;
+    pen.textAlign = "right"; pen.fillText(s.name, canvas.width - 8, 14 + 12 * i); pen.textAlign = "left";  // the legend
   });
+  const short = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2));
+  pen.fillStyle = "#555";  // the axes' ends: values up the left, thousands of images along the bottom
+  pen.fillText(short(y1), 2, 14); pen.fillText(short(y0), 2, canvas.height - 22);
+  pen.fillText(`${short(x0)} kimg`, 30, canvas.height - 6);
+  pen.textAlign = "right"; pen.fillText(`${short(x1)} kimg`, canvas.width - 6, canvas.height - 6); pen.textAlign = "left";
 }
 
 async function watchPage() {
@@ -313,7 +435,12 @@ async function watchPage() {
     const { runs } = await api("/api/runs");
     const canvas = el("canvas", { width: 700, height: 260, id: "compare" });
     main().replaceChildren(el("h1", { text: t("watch") }), el("ul", {}, ...runs.map((r) => el("li", {}, el("a", { href: `/watch/${encodeURIComponent(r.name)}`, text: `${r.name}: ${r.kimg} kimg, ${r.status}` })))), canvas);
-    plot(canvas, runs.map((r) => ({ name: r.name, points: r.losses })), "loss_G");
+    const kidKey = runs.flatMap((r) => r.metrics.flatMap((m) => Object.keys(m))).find((k) => k.startsWith("kid") && !k.endsWith("_std"));
+    const measure = kidKey ? kidKey : "loss_G";
+    const series = runs.map((r) => ({ name: r.name, points: kidKey ? r.metrics.map((m) => ({ kimg: m.images_seen / 1000, [kidKey]: m[kidKey] })) : r.losses }));
+    canvas.dataset.measure = measure;
+    canvas.before(el("p", { class: "muted", id: "compare-what", text: `${t("compare")}: ${kidKey ? kidKey + " (" + t("lower_better") + ")" : t("loss_G")}` }));
+    plot(canvas, series, measure);
     return;
   }
   const grid = el("img", { class: "big", id: "grid", alt: "" });
@@ -335,7 +462,7 @@ async function watchPage() {
   };
 }
 
-const PAGES = { index: indexPage, dream: dreamPage, game: gamePage, breed: breedPage, translate: translatePage, make: makePage, watch: watchPage };
+const PAGES = { index: indexPage, dream: dreamPage, game: gamePage, breed: breedPage, lineage: lineagePage, translate: translatePage, make: makePage, watch: watchPage };
 
 document.addEventListener("DOMContentLoaded", async () => {
   try {
