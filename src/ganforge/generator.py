@@ -179,10 +179,23 @@ class Generator:
     def _generate(self, seeds: Iterator[int], truncation: float, index: int | None,
                   batch_size: int, cutoff: int | None = None) -> Iterator[tuple[int, int | None, Image.Image]]:
         while batch := [check_seed(s) for s in itertools.islice(seeds, batch_size)]:
-            labels = None if self.num_classes == 0 else torch.tensor(
-                [index if index is not None else s % self.num_classes for s in batch], dtype=torch.long)
-            images = self.to_images(self.synthesize(self.latents(batch), labels, truncation, batch_size, cutoff), batch)
-            yield from zip(batch, [None] * len(batch) if labels is None else labels.tolist(), images)
+            x, labels = self._seeded(batch, truncation, index, cutoff)
+            yield from zip(batch, [None] * len(batch) if labels is None else labels.tolist(), self.to_images(x, batch))
+
+    def _seeded(self, batch: list[int], truncation: float, index: int | None,
+                cutoff: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        labels = None if self.num_classes == 0 else torch.tensor(
+            [index if index is not None else s % self.num_classes for s in batch], dtype=torch.long)
+        return self.synthesize(self.latents(batch), labels, truncation, len(batch), cutoff), labels
+
+    def synthesize_seeds(self, seeds: Sequence[int], *, truncation: float = 1.0,
+                         label: int | str | None = None) -> torch.Tensor:
+        """float (B, C, H, W) in [-1, 1] of these seeds in one batch: what `generate` makes before `to_images`
+        (so `to_images(x, seeds)` gives its images). For a server that marks and encodes beside the model."""
+        self.require_images("sample")
+        check_truncation(truncation)
+        seeds = [check_seed(s) for s in seeds]
+        return self._seeded(seeds, truncation, self.label_index(label), None)[0]
 
     def sample(self, seeds: Sequence[int] | None = None, *, count: int | None = None, truncation: float = 1.0,
                label: int | str | None = None, batch_size: int = 256) -> list[Image.Image]:

@@ -118,17 +118,18 @@ class Batcher:
             else:
                 future.set_result(done.result()[k])
 
-    def _make(self, gen: Generator, truncation: float, label, seeds: list[int]) -> list:
-        made = list(gen.generate(seeds, truncation=truncation, label=label, batch_size=len(seeds)))
-        with self._lock:
+    def _make(self, gen: Generator, truncation: float, label, seeds: list[int]) -> tuple[list[int], object]:
+        x = gen.synthesize_seeds(seeds, truncation=truncation, label=label)  # the model only: the worker is
+        with self._lock:                                                     # free for the next batch sooner
             self.batches += 1
-            self.images += len(made)
-        return made
+            self.images += len(seeds)
+        return seeds, x
 
     @staticmethod
-    def _encode(gen: Generator, made: list) -> list[bytes]:
+    def _encode(gen: Generator, made: tuple) -> list[bytes]:
+        seeds, x = made
         return [png_bytes(image, {"seed": seed, "software": "ganforge studio", **gen.signed(image, seed)})
-                for seed, _, image in made]
+                for seed, image in zip(seeds, gen.to_images(x, seeds))]  # marked, signed, encoded
 
     def close(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
