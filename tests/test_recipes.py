@@ -18,7 +18,7 @@ from ganforge.train.loop import Trainer
 from ganforge.train.recipes import OptimizerGroup, create_recipe
 from ganforge.train.recipes.base import Batch, Phase
 from ganforge.train.recipes.classic import d_loss, g_loss
-from ganforge.train.recipes.stylegan2 import paper_r1_gamma
+from ganforge.train.defaults import paper_r1_gamma
 
 TINY = {"model.g_width": 8, "model.d_width": 8, "model.z_dim": 16, "batch_size": 16,
         "tick_kimg": 0.032, "grid_size": 10, "precision": "fp32", "ema_kimg": 0.1}

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from ganforge.models.stylegan2 import mix_styles
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, lazy_interval
 from ganforge.train.recipes.classic import ClassicRecipe, attribute_kwargs, d_stats
-from ganforge.train.defaults import paper_r1_gamma  # noqa: F401  (re-exported)
 from ganforge.train.recipes.fields import RecipeError
 
 W_AVG_BETA = 0.995
