@@ -371,24 +371,29 @@ def _starting_workers(pid: int) -> list[int]:
     return found
 
 
+# Imported by every Python process started with this folder on PYTHONPATH: in a pool worker (spawned with
+# --multiprocessing-fork) it waits half a second at startup, after Python has set its Ctrl-C handler and
+# before the worker's initializer runs, so the window the next test needs lasts long enough to hit.
+SLOW_WORKER_START = """import sys, time
+if "--multiprocessing-fork" in sys.argv:
+    time.sleep(0.5)
+"""
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="watches the worker processes through /proc")
-@pytest.mark.slow  # a race with a millisecond window: in fresh-clone CI it is missed every time (see the stop-22 note)
-def test_ctrl_c_while_workers_are_starting_exits_130_without_a_traceback(src, out):
+def test_ctrl_c_while_workers_are_starting_exits_130_without_a_traceback(src, out, tmp_path):
     make_many(src, 40)
-    # The window (a worker's Ctrl-C handler set, its initializer not run yet) lasts milliseconds; on a quiet
-    # machine one look at /proc can miss it, so the run is tried again (each time from scratch) until caught.
-    for attempt in range(8):
-        target = out.with_name(f"{out.name}-{attempt}")
-        command = [sys.executable, "-m", "ganforge", "prepare", str(src), str(target), "-r", "8", "--workers", "2", "-q"]
-        # Ctrl-C in a terminal signals the whole process group: the command and every worker.
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not _starting_workers(process.pid) and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.001)
-        if process.poll() is None:
-            break
-        process.communicate(timeout=60)
-    assert process.poll() is None, "prepare finished before its workers were seen, 8 times"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_WORKER_START)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "ganforge", "prepare", str(src), str(out), "-r", "8", "--workers", "2", "-q"]
+    # Ctrl-C in a terminal signals the whole process group: the command and every worker.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
+    deadline = time.monotonic() + 60
+    while not _starting_workers(process.pid) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert process.poll() is None, "prepare finished before its workers were seen starting"
     os.killpg(process.pid, signal.SIGINT)  # while a worker would still die of it
     _, err = process.communicate(timeout=60)
     err = err.decode()
