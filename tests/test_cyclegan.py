@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from resuming import StopAt, assert_same_checkpoints
 from torch import nn
 
 from ganforge.api import train_gan
@@ -350,24 +351,6 @@ def test_gray_to_colour_trains_and_the_grid_shows_both_cycles(gray_to_colour, tm
         assert torch.allclose(back.translate_tensor(b[:1], tile=None), G.b_to_a(b[:1]), atol=1e-6)
 
 
-class StopAt:
-    """A callback that stops training at its first tick at or past `images` (as Ctrl-C would, the budget kept)."""
-
-    name = "stop-at"
-
-    def __init__(self, images: int):
-        self.images = images
-
-    def on_tick(self, trainer, log, final) -> bool:
-        return trainer.images_seen >= self.images
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        pass
-
-
 def test_resume_equals_an_uninterrupted_run(colour_both, tmp_path):
     # a pool of 3 is full after the first step, so the resumed half swaps images: pools, their draws from
     # the stream and the learning-rate decay (over the last half of the budget, from the preset) all continue
@@ -385,17 +368,11 @@ def test_resume_equals_an_uninterrupted_run(colour_both, tmp_path):
     train_gan(resume=stopped, progress=False)
     a, b = (ckpt.latest_loadable(run / "checkpoints")[1] for run in (straight, stopped))
     assert a["images_seen"] == b["images_seen"] == 32 and a["step"] == b["step"] == 8
-    for role in a["networks"]:
-        for key, value in a["networks"][role].items():
-            assert torch.equal(b["networks"][role][key], value), f"{role}.{key}"
+    assert_same_checkpoints(a, b)
+    # the last step ran at 28 of 32 images: (1 - 28/32) / 0.5 = 0.25 of the rate, in both runs
     for name in a["optimizers"]:
-        for k, moments in a["optimizers"][name]["state"].items():
-            for key, value in moments.items():
-                assert torch.equal(b["optimizers"][name]["state"][k][key], value), f"{name}.{k}.{key}"
-        # the last step ran at 28 of 32 images: (1 - 28/32) / 0.5 = 0.25 of the rate, in both runs
         for run in (a, b):
             assert run["optimizers"][name]["param_groups"][0]["lr"] == pytest.approx(2e-4 * 0.25)
     for side in "AB":
         assert torch.equal(a["recipe"]["pools"][side]["images"], b["recipe"]["pools"][side]["images"]), side
         assert not torch.equal(a["recipe"]["pools"][side]["images"], halfway["recipe"]["pools"][side]["images"])
-    assert torch.equal(a["rng"], b["rng"]) and a["reader"] == b["reader"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from resuming import StopAt, assert_same_checkpoints, square_photos
 from torch import nn
 
 from ganforge.api import train_gan
@@ -156,22 +157,9 @@ QUIET = {"progress": False, "workers": 1}
 RUN = {"model.width": 4, "model.hidden": 4, "model.d_width": 4, "batch_size": 4, "tick_kimg": 0.008, "device": "cpu"}
 
 
-def _photos(folder: Path, count: int = 12, size: int = 16) -> Path:
-    """Distinct colour images: a coloured square on another colour, with some noise."""
-    for i in range(count):
-        rng = np.random.default_rng(i)
-        image = np.empty((size, size, 3), np.uint8)
-        image[:] = rng.integers(0, 256, 3)
-        image[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = rng.integers(0, 256, 3)
-        noisy = np.clip(image.astype(int) + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(noisy).save(folder / f"{i}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    return _photos(tmp_path_factory.mktemp("src") / "photos")
+    return square_photos(tmp_path_factory.mktemp("src") / "photos")
 
 
 @pytest.fixture(scope="module")
@@ -307,24 +295,6 @@ def test_trains_end_to_end_and_the_grid_is_map_beside_g_beside_b(label_pairs, tm
     assert translator.translate_array(np.zeros((15, 21), np.uint8)).shape == (15, 21, 3)
 
 
-class StopAt:
-    """A callback that stops training at its first tick at or past `images` (as Ctrl-C would, the budget kept)."""
-
-    name = "stop-at"
-
-    def __init__(self, images: int):
-        self.images = images
-
-    def on_tick(self, trainer, log, final) -> bool:
-        return trainer.images_seen >= self.images
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        pass
-
-
 def test_resume_equals_an_uninterrupted_run(label_pairs, tmp_path):
     # batch norm's running statistics, spectral norm's power-iteration vectors, Adam's moments and the
     # learning-rate ramp (over the last half of the budget, from the preset) all continue where they stopped
@@ -341,11 +311,4 @@ def test_resume_equals_an_uninterrupted_run(label_pairs, tmp_path):
     assert a["images_seen"] == b["images_seen"] == 32 and a["step"] == b["step"] == 8
     vectors = [key for key in a["networks"]["G"] if key.endswith("_u")]
     assert vectors and any(key.endswith("running_mean") for key in a["networks"]["G"])
-    for role in a["networks"]:
-        for key, value in a["networks"][role].items():
-            assert torch.equal(b["networks"][role][key], value), f"{role}.{key}"
-    for name in a["optimizers"]:
-        for k, moments in a["optimizers"][name]["state"].items():
-            for key, value in moments.items():
-                assert torch.equal(b["optimizers"][name]["state"][k][key], value), f"{name}.{k}.{key}"
-    assert torch.equal(a["rng"], b["rng"]) and a["reader"] == b["reader"]
+    assert_same_checkpoints(a, b)

@@ -8,11 +8,11 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from resuming import StopAt, assert_same_checkpoints, square_photos
 from torch import nn
 
 from ganforge.api import train_gan
@@ -150,22 +150,9 @@ def stub_features(monkeypatch):
     return calls
 
 
-def _photos(folder: Path, count: int = 12, size: int = 16) -> Path:
-    """Distinct colour images: a square on another colour, with noise (something to upscale)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(count):
-        rng = np.random.default_rng(i)
-        image = np.empty((size, size, 3), np.uint8)
-        image[:] = rng.integers(0, 256, 3)
-        image[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = rng.integers(0, 256, 3)
-        noisy = np.clip(image.astype(int) + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(noisy).save(folder / f"{i}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    return _photos(tmp_path_factory.mktemp("src") / "photos")
+    return square_photos(tmp_path_factory.mktemp("src") / "photos")
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +254,7 @@ def test_without_feature_loss_the_network_is_not_loaded(x4_pairs, stub_features)
 def test_missing_inception_weights_or_too_small_pairs_are_said_early(photos, x4_pairs, monkeypatch, tmp_path):
     with pytest.raises(TrainingError, match="at least 19 px"):  # 16 px: nothing left after Inception's stem
         Trainer(build_config(str(x4_pairs), "sr", RUN), None, progress=False)
-    _photos(tmp_path / "big", count=4, size=32)
+    square_photos(tmp_path / "big", count=4, size=32)
     prepare_dataset(tmp_path / "big", tmp_path / "x4-32", resolution=32, derive="downscale:4", **QUIET)
     monkeypatch.setenv("GANFORGE_INCEPTION", str(tmp_path / "missing.pt"))
     with pytest.raises(TrainingError, match=r"(?s)Inception weights.*download: https://.*feature_weight=0"):
@@ -319,24 +306,6 @@ def test_the_gan_period_starts_at_warmup_kimg_and_previews_show_a_g_of_a_and_b(x
     assert (run / "reals.png").exists()
 
 
-class StopAt:
-    """A callback that stops training at its first tick at or past `images` (as Ctrl-C would)."""
-
-    name = "stop-at"
-
-    def __init__(self, images: int):
-        self.images = images
-
-    def on_tick(self, trainer, log, final) -> bool:
-        return trainer.images_seen >= self.images
-
-    def state(self) -> dict:
-        return {}
-
-    def load_state(self, state: dict) -> None:
-        pass
-
-
 @pytest.mark.parametrize("stop_at", [8, 16, 24], ids=["in-warm-up", "at-the-switch", "in-gan-period"])
 def test_resume_equals_an_uninterrupted_run_across_the_switch(x4_pairs, tmp_path, stub_features, stop_at):
     overrides = {**RUN, "kimg": 0.032, "warmup_kimg": 0.016, "tick_kimg": 0.008}
@@ -350,15 +319,7 @@ def test_resume_equals_an_uninterrupted_run_across_the_switch(x4_pairs, tmp_path
     train_gan(resume=stopped, progress=False)
     a, b = (ckpt.latest_loadable(run / "checkpoints")[1] for run in (straight, stopped))
     assert a["images_seen"] == b["images_seen"] == 32 and a["step"] == b["step"] == 8
-    for role in a["networks"]:
-        for key, value in a["networks"][role].items():
-            assert torch.equal(b["networks"][role][key], value), f"{role}.{key}"
-    for name in a["optimizers"]:  # Adam's moments and step counts, restarted once at the switch in both
-        assert a["optimizers"][name]["state"].keys() == b["optimizers"][name]["state"].keys()
-        for k, moments in a["optimizers"][name]["state"].items():
-            for key, value in moments.items():
-                assert torch.equal(b["optimizers"][name]["state"][k][key], value), f"{name}.{k}.{key}"
-    assert torch.equal(a["rng"], b["rng"]) and a["reader"] == b["reader"]
+    assert_same_checkpoints(a, b)  # Adam's moments and step counts, restarted once at the switch in both
     assert [r.get("gan_period") for r in _records(straight)] == [r.get("gan_period") for r in _records(stopped)]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from resuming import square_photos
 from torch import nn
 
 from ganforge.api import train_gan
@@ -27,20 +28,9 @@ QUIET = {"progress": False, "workers": 1}
 RUN = {"model.width": 4, "model.d_width": 4, "batch_size": 4, "tick_kimg": 0.008, "device": "cpu", "kimg": 0.008}
 
 
-def _photos(folder: Path, count: int = 12, size: int = 16) -> Path:
-    for i in range(count):
-        rng = np.random.default_rng(i)
-        image = np.empty((size, size, 3), np.uint8)
-        image[:] = rng.integers(0, 256, 3)
-        image[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = rng.integers(0, 256, 3)
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{i}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    return _photos(tmp_path_factory.mktemp("src") / "photos")
+    return square_photos(tmp_path_factory.mktemp("src") / "photos", noise=0)
 
 
 def _exported(photos: Path, root: Path, derive: str) -> tuple[Path, Path]:
