@@ -1,10 +1,13 @@
 """Screenshots of every studio page, over a real trained model, in headless Chromium: for the notes and
 for looking at what a person sees.
 
-    python benchmarks/studio_screenshots.py --run benchmarks/out/mark/runs/00000-data-64-dcgan [--lang es]
+    python benchmarks/studio_screenshots.py --run benchmarks/out/mark/runs/00000-data-64-dcgan \
+        [--run OTHER_RUN ...] [--lang es]
 
-RUN is copied into a fresh studio folder (its training dataset is where it was, for the game). The
-pictures go to benchmarks/out/studio/.
+Each RUN is copied into a fresh studio folder (its training dataset too, for the game). The first one is
+shown on every page: home, dream, game, breed (after one brood), the family tree of a grandchild, make,
+watch; each other one on its own page: breed (a generator: its sliders, attributes, style mixing) or
+translate (an image-to-image model). The pictures go to benchmarks/out/studio/.
 """
 
 from __future__ import annotations
@@ -33,17 +36,18 @@ def main() -> int:
     from ganforge.studio.db import ModelSetting
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--run", type=Path, required=True, action="append")
     parser.add_argument("--lang", default="en")
     args = parser.parse_args()
     folder = OUT / "folder"
     shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(args.run, folder / "runs" / args.run.name, ignore=shutil.ignore_patterns("checkpoints"))
-    data = Path(__import__("yaml").safe_load((args.run / "config.yaml").read_text())["data"])
-    if (data / "manifest.json").is_file():
-        shutil.copytree(data, folder / "datasets" / data.name)
+    for run in args.run:
+        shutil.copytree(run, folder / "runs" / run.name, ignore=shutil.ignore_patterns("checkpoints"))
+        data = Path(__import__("yaml").safe_load((run / "config.yaml").read_text())["data"])
+        if (data / "manifest.json").is_file() and not (folder / "datasets" / data.name).exists():
+            shutil.copytree(data, folder / "datasets" / data.name)
     app = create_app(folder)
-    name = args.run.name
+    name = args.run[0].name
     with app.state.studio.sessions.begin() as s:
         s.merge(ModelSetting(name=name, shareable=False, show_real=True))
     with socket.socket() as s:
@@ -77,12 +81,26 @@ def main() -> int:
         browser.find_elements(By.CSS_SELECTOR, "#pair img")[0].click()
         WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.ID, "next"))
 
+    children = []
+
     def breed():
         parents = browser.find_elements(By.CSS_SELECTOR, "#parents img")
         parents[0].click()
         parents[5].click()
         browser.find_element(By.ID, "breed").click()
         WebDriverWait(browser, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#children img")) == 8)
+        first = browser.find_elements(By.CSS_SELECTOR, "#children img")
+        children.extend(int(c.get_attribute("data-id")) for c in first[:2])
+        browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+
+    def grandchild() -> int:
+        """A child of two children of the brood: a family tree of three generations."""
+        from starlette.testclient import TestClient
+
+        client = TestClient(app, client=("127.0.0.1", 50000))
+        made = client.post(f"/api/models/{name}/breed", json={"parents": [{"image": c} for c in children], "count": 1,
+                                                             "seed": 3}).json()
+        return made["children"][0]["id"]
 
     def inspect():
         browser.find_element(By.ID, "inspect").click()
@@ -93,6 +111,10 @@ def main() -> int:
         shot(f"/dream/{name}?seed=42", "dream")
         shot(f"/game/{name}", "game", answer)
         shot(f"/breed/{name}", "breed", breed)
+        shot(f"/lineage/{grandchild()}", "lineage")
+        for run in args.run[1:]:
+            kind = "translate" if (run / "generator" / "config.json").read_text().count('"image-to-image"') else "breed"
+            shot(f"/{kind}/{run.name}", f"{kind}-{run.name}")
         shot("/make", "make", inspect if (folder / "datasets").iterdir() else None)
         shot("/watch", "watch-all")
         shot(f"/watch/{name}", "watch")

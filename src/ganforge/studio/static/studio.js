@@ -228,7 +228,11 @@ async function breedPage() {
       return el("label", { class: "row" }, a.name, input, el("output", { text: "" }));
     });
     const attrSection = { redraw: () => {
-      const values = inputs.map((row) => { const i = row.querySelector("[data-attribute]"); row.querySelector("output").textContent = i.value; return `${i.dataset.attribute}:${i.value}`; }).join(",");
+      const values = inputs.map((row) => {
+        const i = row.querySelector("[data-attribute]");
+        row.querySelector("output").textContent = i.tagName === "SELECT" ? "" : Number(i.value).toPrecision(3);
+        return `${i.dataset.attribute}:${i.value}`;
+      }).join(",");
       attrImage.src = `/api/models/${name}/attributes.png?seed=${subject}&values=${encodeURIComponent(values)}&truncation=${truncation.value}`;
     } };
     sections.push(attrSection);
