@@ -199,12 +199,13 @@ def prepare(args) -> tuple[Path, Path, Path, np.ndarray, np.ndarray, np.ndarray,
     return data, mnist_train, mnist_test, *seen, *unseen
 
 
-def train_and_export(data: Path, preset: str, kimg: float, seed: int) -> tuple[Path, float, float]:
+def train_and_export(data: Path, preset: str, kimg: float, seed: int, results: Path,
+                     settings: dict | None = None) -> tuple[Path, float, float]:
     started = time.perf_counter()
-    result = train_gan(data, preset=preset, overrides={"kimg": kimg, "runs_dir": str(OUT / "runs"), "device": "cpu",
-                                                       "seed": seed}, progress=False)
+    result = train_gan(data, preset=preset, overrides={"kimg": kimg, "runs_dir": str(results / "runs"), "device": "cpu",
+                                                       "seed": seed, **(settings or {})}, progress=False)
     seconds = time.perf_counter() - started
-    folder = export_generator(result.run_dir, OUT / f"generator-{preset}", which="last")
+    folder = export_generator(result.run_dir, results / f"generator-{preset}", which="last")
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     print(f"{preset}: {result.run_dir.name}, {result.images_seen / 1000:.1f} kimg in {seconds:.0f} s; last tick "
           + json.dumps({k: round(v, 4) for k, v in log[-1].items() if isinstance(v, float)}), flush=True)
@@ -223,8 +224,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; on a 2-core machine shared with other work, 2 threads measured 5-10x "
                              "slower than 1 (the threads wait on each other)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for the DTN run, e.g. --set tv_weight=1 (repeatable)")
+    parser.add_argument("--tag", default="", help="keep this run's runs, generators, strip and figures in OUT/TAG")
     args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+    import yaml
+
+    settings = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    results = OUT / args.tag if args.tag else OUT
+    results.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
@@ -237,33 +245,34 @@ def main() -> None:
     print(f"MNIST classifier: {judge_accuracy:.2%} on MNIST test (held out), {time.perf_counter() - t0:.0f} s",
           flush=True)
 
-    figures = {"mnist_classifier_test_accuracy": judge_accuracy, "eval_images": args.eval}
+    figures = {"mnist_classifier_test_accuracy": judge_accuracy, "eval_images": args.eval, "dtn settings": settings}
     outputs = {"printed": seen}
     for name, test_set, labels in (("printed seen fonts", seen, seen_labels), ("printed held-out fonts", unseen, unseen_labels)):
         figures[f"{name}: read as intended"] = float((classify(judge, test_set) == labels).mean())
-    report(figures, "printed", seen, mnist_test, args.eval)
+    report(figures, "printed", seen, mnist_test, args.eval, results)
     models = [("dtn", args.kimg)] + ([("cyclegan", args.cyclegan_kimg)] if args.cyclegan_kimg > 0 else [])
     for preset, kimg in models:  # each model's figures are printed and saved as soon as they are known
-        folder, seconds, shown = train_and_export(data, preset, kimg, args.seed)
+        folder, seconds, shown = train_and_export(data, preset, kimg, args.seed, results,
+                                                  settings if preset == "dtn" else None)
         figures[f"{preset}: kimg, seconds"] = [shown, round(seconds)]
         for name, test_set, labels in (("seen fonts", seen, seen_labels), ("held-out fonts", unseen, unseen_labels)):
             translated = translate(folder, test_set)
             figures[f"{preset} {name}: read as intended"] = float((classify(judge, translated) == labels).mean())
             if name == "seen fonts":
                 outputs[preset] = translated
-        picture = OUT / "printed-dtn-cyclegan.png"
+        picture = results / "printed-dtn-cyclegan.png"
         strip(list(outputs.values()), seen_labels, picture)
         print(f"strip: {picture} (bands: {' | '.join(outputs)})", flush=True)
-        report(figures, preset, outputs[preset], mnist_test, args.eval)
+        report(figures, preset, outputs[preset], mnist_test, args.eval, results)
 
 
-def report(figures: dict, name: str, images: np.ndarray, reference: Path, count: int) -> None:
+def report(figures: dict, name: str, images: np.ndarray, reference: Path, count: int, results: Path) -> None:
     started = time.perf_counter()
     figures[f"{name}: FID/KID vs MNIST test"] = fid_kid(images, name, reference, count)
     print(f"{name}: FID/KID {figures[f'{name}: FID/KID vs MNIST test']} ({time.perf_counter() - started:.0f} s)",
           flush=True)
     print(json.dumps(figures, indent=1), flush=True)
-    (OUT / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
+    (results / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -342,6 +342,9 @@ def test_a_training_job_starts_is_watched_stops_and_resumes(folder, tmp_path):
     assert me.post("/api/jobs", json={"kind": "train", "dataset": "nope", "kimg": 1}).status_code == 404
     assert me.post("/api/jobs", json={"kind": "train", "dataset": "digits", "kimg": -1}).status_code == 422
     assert TestClient(app, client=FRIEND).post("/api/jobs", json={"kind": "train", "dataset": "digits"}).status_code == 403
+    assert {"dcgan-small", "stylegan2", "pix2pix"} <= set(me.get("/api/presets").json()["presets"])
+    assert TestClient(app, client=FRIEND).get("/api/presets").status_code == 403
+    assert me.post("/api/jobs", json={"kind": "train", "dataset": "digits", "preset": "best"}).status_code == 422
     job = me.post("/api/jobs", json={"kind": "train", "dataset": "digits", "kimg": 50, "preset": "dcgan-small"}).json()
     assert job["status"] in ("queued", "running")
     deadline = time.time() + 120

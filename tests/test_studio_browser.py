@@ -222,11 +222,13 @@ def test_start_and_stop_a_training_job_from_the_page(server, browser):
     ready(browser, f"{url}/make")
     browser.find_element(By.ID, "kimg").clear()
     browser.find_element(By.ID, "kimg").send_keys("50")
+    browser.find_element(By.CSS_SELECTOR, "#preset option[value='dcgan-small']").click()
     browser.find_element(By.ID, "train").click()
     row = WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs tr[data-status='running']"))
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#jobs tr[data-status='running'] a"))
     deadline = time.time() + 90
     job = max(studio.jobs.list(), key=lambda j: j.id)
+    assert job.args["preset"] == "dcgan-small"  # the menu's choice reached the job
     while time.time() < deadline and not (job.run and list((root / "runs" / job.run / "checkpoints").glob("*.pt"))):
         time.sleep(0.5)
         job = studio.jobs.get(job.id)

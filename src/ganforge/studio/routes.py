@@ -91,6 +91,14 @@ def add_routes(app: FastAPI, studio) -> None:
         owner(request)
         return FileResponse(studio.folder.dataset(name) / "contact-sheet.png", media_type="image/png")
 
+    @app.get("/api/presets")
+    def presets(request: Request):
+        """The model families a training job can start from (the page's menu; none: the data's defaults)."""
+        from ganforge.train.config import preset_names
+
+        owner(request)
+        return {"presets": list(preset_names())}
+
     @app.post("/api/jobs")
     async def start_job(request: Request):
         owner(request)

@@ -34,6 +34,7 @@ WORDS: dict[str, dict[str, str]] = {
         "coarse": "coarse (pose, shape)", "middle": "middle (features)", "fine": "fine (colour, texture)",
         "the_rest": "the rest", "mix_now": "Mix", "mix_hint": "Pick two parents to mix their styles.",
         "lineage_hint": "The oldest ancestors at the top; each line joins a parent to its child. Click one to see its own tree.",
+        "preset": "Model", "defaults": "the best for this data",
         "compare": "Compared", "lower_better": "lower is better", "loss_G": "the generator's loss (no KID measured yet)",
     },
     "es": {
@@ -64,6 +65,7 @@ WORDS: dict[str, dict[str, str]] = {
         "coarse": "gruesas (pose, forma)", "middle": "medias (rasgos)", "fine": "finas (color, textura)",
         "the_rest": "el resto", "mix_now": "Mezclar", "mix_hint": "Elige dos padres para mezclar sus estilos.",
         "lineage_hint": "Los antepasados más antiguos arriba; cada línea une un padre con su hijo. Haz clic en uno para ver su propio árbol.",
+        "preset": "Modelo", "defaults": "el mejor para estos datos",
         "compare": "Comparación", "lower_better": "cuanto menor, mejor", "loss_G": "la pérdida del generador (aún sin KID medido)",
     },
 }

@@ -368,6 +368,8 @@ async function makePage() {
   const resolution = el("select", { id: "resolution" }, ...[16, 32, 64, 128, 256].map((r) => el("option", { value: r, text: `${r} px`, selected: r === 64 })));
   const datasets = el("select", { id: "dataset" });
   const kimg = el("input", { type: "number", min: "1", value: "100", id: "kimg" });
+  const preset = el("select", { id: "preset" }, el("option", { value: "", text: t("defaults") }),
+    ...(await api("/api/presets")).presets.map((p) => el("option", { value: p, text: p })));
   const report = el("div", { id: "report" });
   const jobs = el("table", { id: "jobs" });
   const refresh = async () => {
@@ -396,12 +398,13 @@ async function makePage() {
         el("img", { src: d.contact_sheet, class: "big", alt: "contact sheet" }));
     } catch (err) { fail(err); }
   };
-  const train = () => post("/api/jobs", { kind: "train", dataset: datasets.value, kimg: Number(kimg.value) }).then(refresh).catch(fail);
+  const train = () => post("/api/jobs", { kind: "train", dataset: datasets.value, kimg: Number(kimg.value), preset: preset.value || null }).then(refresh).catch(fail);
   main().replaceChildren(el("h1", { text: t("make") }),
     el("div", { class: "row" }, el("label", {}, t("drop_zip"), zip), el("label", {}, t("or_folder"), chosenFolder),
       el("label", {}, t("resolution"), resolution), el("button", { class: "primary", id: "upload", text: "↑", onclick: upload })),
     el("div", { class: "row" }, el("label", {}, t("dataset"), datasets), el("button", { id: "inspect", text: t("inspect"), onclick: inspect }),
-      el("label", {}, t("kimg"), kimg), el("button", { class: "primary", id: "train", text: t("start_training"), onclick: train })),
+      el("label", {}, t("kimg"), kimg), el("label", {}, t("preset"), preset),
+      el("button", { class: "primary", id: "train", text: t("start_training"), onclick: train })),
     report, jobs);
   await refresh();
   setInterval(() => refresh().catch(() => {}), 3000);
