@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 import torch
 from PIL import Image
 
@@ -114,10 +115,12 @@ def twemoji(work: Path) -> tuple[Path, np.ndarray]:
 # --- training and measuring --------------------------------------------------------------------------
 
 
-def train(prepared: Path, runs: Path, pixel_kimg: float, gan_kimg: float) -> dict[str, torch.nn.Module]:
-    """The pixel model (end of the warm-up) and the GAN model (after gan_kimg more), from one run of preset sr."""
+def train(prepared: Path, runs: Path, pixel_kimg: float, gan_kimg: float,
+          settings: dict | None = None) -> dict[str, torch.nn.Module]:
+    """The pixel model (end of the warm-up) and the GAN model (after gan_kimg more), from one run of preset sr
+    (`settings`: more training settings for it, as `--set` gives them)."""
     overrides = {"device": "cpu", "kimg": pixel_kimg, "warmup_kimg": pixel_kimg, "runs_dir": str(runs),
-                 "tick_kimg": 2, "keep_checkpoints": 100}
+                 "tick_kimg": 2, "keep_checkpoints": 100, **(settings or {})}
     models = {}
     started = time.perf_counter()
     run = train_gan(prepared, preset="sr", overrides=overrides, progress=False).run_dir
@@ -177,7 +180,8 @@ def bench_set(name: str, folder: Path, held: np.ndarray, out: Path, args, extrac
     prepare_dataset(folder, prepared, resolution=SIDE, derive=f"downscale:{SCALE}", progress=False, workers=1)
     print(f"  prepared {len(PreparedDataset(prepared))} pairs")
     pixel_kimg, gan_kimg = BUDGETS[name]
-    models = train(prepared, out / f"{name}-runs", args.pixel_kimg or pixel_kimg, args.gan_kimg or gan_kimg)
+    settings = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    models = train(prepared, out / f"{name}-runs", args.pixel_kimg or pixel_kimg, args.gan_kimg or gan_kimg, settings)
     low = np.stack([downscale(x, SCALE) for x in held])  # A exactly as prepare derives it
     # Pillow's bicubic (eval's baseline), then the two models
     outputs = {"bicubic": translation.bicubic(low, SCALE), **{k: upscale(G, low) for k, G in models.items()}}
@@ -207,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pixel-kimg", type=float, help="warm-up budget for every set (default: BUDGETS)")
     parser.add_argument("--gan-kimg", type=float, help="GAN budget for every set (default: BUDGETS)")
     parser.add_argument("--test-count", type=int, default=400, help="held-out images measured, at most (spread evenly)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for the runs, e.g. --set lr_ramp_down=0.5 (repeatable)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "sr")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
