@@ -102,6 +102,21 @@ def main() -> int:
                                                              "seed": 3}).json()
         return made["children"][0]["id"]
 
+    def paint():
+        """Broad strokes in three of the model's colours (or in black on white), then translate them."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        canvas = browser.find_element(By.ID, "canvas")
+        swatches = browser.find_elements(By.CSS_SELECTOR, "#palette button")
+        for k, (dx, dy) in enumerate(((-90, 40), (-40, -90), (30, 10))):
+            if swatches:
+                swatches[(2 * k + 1) % len(swatches)].click()
+            ActionChains(browser).move_to_element_with_offset(canvas, dx, dy).click_and_hold() \
+                .move_by_offset(120, 30).move_by_offset(-60, 50).release().perform()
+        browser.find_element(By.ID, "run").click()
+        WebDriverWait(browser, 60).until(lambda d: d.execute_script(
+            "const i = document.getElementById('result'); return i.complete && i.naturalWidth > 0"))
+
     def inspect():
         browser.find_element(By.ID, "inspect").click()
         WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#report img"))
@@ -114,7 +129,7 @@ def main() -> int:
         shot(f"/lineage/{grandchild()}", "lineage")
         for run in args.run[1:]:
             kind = "translate" if (run / "generator" / "config.json").read_text().count('"image-to-image"') else "breed"
-            shot(f"/{kind}/{run.name}", f"{kind}-{run.name}")
+            shot(f"/{kind}/{run.name}", f"{kind}-{run.name}", paint if kind == "translate" else None)
         shot("/make", "make", inspect if (folder / "datasets").iterdir() else None)
         shot("/watch", "watch-all")
         shot(f"/watch/{name}", "watch")
