@@ -56,6 +56,17 @@ def test_shapes_and_the_frozen_encoder(resolution, channels):
     assert torch.equal(G.encode(x), classifier.encoder(x))
 
 
+def test_a_bounded_f_squashes_the_features_in_the_classifier_and_in_g():
+    torch.manual_seed(0)
+    cfg, G, _ = create_models("dtn", resolution=16, f_bound="tanh", **TINY)
+    classifier = DTNClassifier(cfg, 4)
+    G.encoder.load_state_dict(classifier.encoder.state_dict())
+    x = torch.rand(5, 1, 16, 16) * 2 - 1
+    unbounded = torch.nn.Sequential(*list(classifier.encoder)[:-1])(x)  # the same f before its tanh
+    assert torch.equal(G.encode(x), torch.tanh(unbounded)) and torch.equal(classifier.encoder(x), G.encode(x))
+    assert G.encode(x).abs().max() < 1
+
+
 def test_freeze_as_buffers_keeps_values_and_names():
     conv = nn.Conv2d(2, 3, 3)
     before = {k: v.clone() for k, v in conv.state_dict().items()}
@@ -69,6 +80,8 @@ def test_bad_configs_and_inputs_are_refused():
         DTNConfig(in_channels=1, channels=3)
     with pytest.raises(ModelConfigError, match="power of two"):
         DTNConfig(resolution=24)
+    with pytest.raises(ModelConfigError, match="f_bound"):
+        DTNConfig(f_bound="sigmoid")
     _, G, _ = create_models("dtn", resolution=16, **TINY)
     with pytest.raises(ModelConfigError, match="whole images of 16 px"):
         G(torch.zeros(1, 1, 8, 8))

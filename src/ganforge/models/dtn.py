@@ -45,6 +45,7 @@ class DTNConfig:
     f_width: int = 64  # f's first conv width
     width: int = 64  # g's last hidden width (its first is width x 2**(n - 3))
     d_width: int = 64  # D's first conv width
+    f_bound: str = "none"  # "tanh": f's features squashed into (-1, 1), in the classifier and in G alike
 
     def __post_init__(self) -> None:
         self.validate()
@@ -62,20 +63,25 @@ class DTNConfig:
         check_int(NAME, "num_classes", self.num_classes, 0, 0)
         for name in ("features", "f_width", "width", "d_width"):
             check_int(NAME, name, getattr(self, name), 1)
+        if self.f_bound not in ("none", "tanh"):
+            raise ModelConfigError(f"{NAME} config: f_bound is 'none' or 'tanh', not {self.f_bound!r}.")
 
     @property
     def downsamplings(self) -> int:
         return int(math.log2(self.resolution)) - 2
 
 
-def _encoder(channels: int, width: int, outputs: int, steps: int) -> nn.Sequential:
-    """(B, channels, R, R) -> (B, outputs, 1, 1): `steps` stride-2 4x4 convs to 4x4, then a 4x4 valid conv."""
+def _encoder(channels: int, width: int, outputs: int, steps: int, bound: str = "none") -> nn.Sequential:
+    """(B, channels, R, R) -> (B, outputs, 1, 1): `steps` stride-2 4x4 convs to 4x4, then a 4x4 valid conv
+    (then tanh when `bound` is "tanh")."""
     layers: list[nn.Module] = []
     previous = channels
     for i in range(steps):
         layers += [nn.Conv2d(previous, width * min(2**i, 8), 4, 2, 1), nn.LeakyReLU(0.2)]
         previous = width * min(2**i, 8)
     layers.append(nn.Conv2d(previous, outputs, 4, 1, 0))
+    if bound == "tanh":
+        layers.append(nn.Tanh())
     return nn.Sequential(*layers)
 
 
@@ -109,7 +115,8 @@ class DTNGenerator(nn.Module):
         self.config = config
         n = config.downsamplings
         self.size_multiple = 2**n
-        self.encoder = freeze_as_buffers(_encoder(config.in_channels, config.f_width, config.features, n))
+        f = _encoder(config.in_channels, config.f_width, config.features, n, config.f_bound)
+        self.encoder = freeze_as_buffers(f)
         widths = [config.width * 2 ** (n - 1 - i) for i in range(n)]  # e.g. n = 3: 4w, 2w, w
         layers: list[nn.Module] = [nn.ConvTranspose2d(config.features, widths[0], 4, 1, 0, bias=False),
                                    nn.BatchNorm2d(widths[0]), nn.ReLU()]
@@ -134,7 +141,8 @@ class DTNClassifier(nn.Module):
     def __init__(self, config: DTNConfig, classes: int):
         super().__init__()
         self.config = config
-        self.encoder = _encoder(config.in_channels, config.f_width, config.features, config.downsamplings)
+        self.encoder = _encoder(config.in_channels, config.f_width, config.features, config.downsamplings,
+                                config.f_bound)
         self.head = nn.Sequential(nn.Flatten(), nn.LeakyReLU(0.2), nn.Linear(config.features, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
