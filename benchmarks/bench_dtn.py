@@ -30,6 +30,16 @@ Neither reaches the target (>= 90 % read as intended, FID far below the printed 
 DTN's outputs keep the printed shapes under a speckle of saturated pixels (G_saturated 0.35, grad_G ~400;
 L_CONST x 15 dominates G's loss, and a frozen classifier's features can be matched by such patterns), and
 CycleGAN is still close to the identity (with a faint dot it hides for the cycle).
+
+Settings tried with `--set ... --tag ...` (DTN only, 60 kimg, same seed; the preset now has the last row's):
+
+    tv_weight=1                          72.5 % / 70.1 %   211.9     (L_TV ~0.2 against L_G ~24: no effect)
+    const_weight=2                       75.2 % / 73.0 %   153.1
+    const_weight=0.5                     73.8 % / 72.3 %   164.2
+    model.f_bound=tanh (const 15)        84.3 % / 82.2 %   165.5
+    model.f_bound=tanh const_weight=2    84.9 % / 80.5 %   111.6     (handwritten strokes, no speckle)
+
+Still short of 90 %: the strip shows zeros broken open and some thin, broken strokes.
 """
 
 from __future__ import annotations
