@@ -243,8 +243,30 @@ def test_losses_match_a_hand_computation(bars):
     assert g_stats["L_CONST"].item() == pytest.approx(const) and g_stats["L_TID"].item() == pytest.approx(tid)
     assert g_stats["L_TV"].item() == pytest.approx(tv, rel=1e-4)
     assert g.item() == pytest.approx(gan + 15 * const + 15 * tid + 2 * tv, rel=1e-5)
+    assert "L_CLASS" not in g_stats  # class_weight 0: the paper's losses only
     g.backward()
     assert recipe.networks["G"].gain.grad is not None
+
+
+def test_the_class_term_keeps_the_classifiers_reading_of_x(bars):
+    recipe = _recipe(bars, const_weight=0, tid_weight=0, class_weight=3)
+    recipe.classifier_trained = True
+    x, t = torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5)
+    fake_x, fake_t = torch.full((1, 1, 2, 2), 0.1), torch.full((1, 1, 2, 2), 0.2)
+    f_x, f_fake = torch.tensor([[[[1.0]], [[2.0]]]]), torch.tensor([[[[3.0]], [[1.0]]]])
+    la, lb = [0.0, 1.0, -1.0], [0.5, 2.0, 0.0]
+    recipe.networks = {"G": StubG(x, torch.cat([fake_x, fake_t]), [(x, f_x), (fake_x, f_fake)]),
+                       "D": StubD([(fake_x, torch.tensor([la])), (fake_t, torch.tensor([lb])), (t, torch.zeros(1, 3))])}
+    head = nn.Linear(2, 2, bias=False)
+    head.weight.data = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # logits = f's two features
+    recipe.classifier.head = nn.Sequential(nn.Flatten(), head)
+    phases = {p.name: p for p in recipe.phases()}
+    batch = recipe.make_batch(phases["Dmain"], (x, t), torch.zeros(1, 0))
+    recipe.loss(phases["Dmain"], batch)
+    g, stats = recipe.loss(phases["Gmain"], batch)
+    keep = _ce([3.0, 1.0], 1)  # x is read as class 1 (logits 1, 2); G(x) as class 0 (3, 1): the term pulls it to 1
+    assert stats["L_CLASS"].item() == pytest.approx(keep, rel=1e-6)
+    assert g.item() == pytest.approx(_ce(la, 2) + _ce(lb, 2) + 3 * keep, rel=1e-6)
 
 
 def test_wrong_data_and_settings_are_refused(bars, tmp_path):

@@ -84,6 +84,7 @@ class TrainConfig:
     const_weight: float = 15.0  # dtn: weight of L_CONST, the distance between f(A) and f(G(A)) (the paper's digits alpha 15)
     tid_weight: float = 15.0  # dtn: weight of L_TID, the distance between G(B) and B (the paper's digits beta 15)
     tv_weight: float = 0.0  # dtn: weight of the total variation of G(A) (the paper's gamma, 0 for digits)
+    class_weight: float = 0.0  # dtn: weight of the cross-entropy between the frozen classifier's reading of G(A) and its reading of A (0 = the paper's losses only)
     classifier_steps: int = 1000  # dtn: Adam steps that train the classifier of side A (whose encoder is G's frozen f)
     warmup_kimg: float = 0.0  # sr: thousands of images of pixel loss (L1) alone before D and the GAN terms join (ESRGAN's PSNR pre-training)
     pixel_weight: float = 0.01  # sr, GAN period: weight of the L1 pixel loss (ESRGAN's 1e-2)
@@ -148,7 +149,7 @@ class TrainConfig:
         cyclegan = [f"{n}={getattr(self, n)}" for n in ("cycle_weight", "identity_weight", "pool_size") if getattr(self, n) < 0]
         if cyclegan:
             raise ConfigError(f"{', '.join(cyclegan)}: cannot be negative.")
-        dtn = [f"{n}={getattr(self, n)}" for n in ("const_weight", "tid_weight", "tv_weight") if getattr(self, n) < 0]
+        dtn = [f"{n}={getattr(self, n)}" for n in ("const_weight", "tid_weight", "tv_weight", "class_weight") if getattr(self, n) < 0]
         if dtn:
             raise ConfigError(f"{', '.join(dtn)}: cannot be negative (0 switches a term off).")
         if self.classifier_steps < 1:

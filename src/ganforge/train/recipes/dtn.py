@@ -16,9 +16,13 @@ The paper's ternary D, with CE the softmax cross-entropy over its 3 logits (0: G
     L_CONST  = mean (f(x) - f(G(x)))^2      over f's features, on source images  eq. 5
     L_TID    = mean (G(t) - t)^2            over pixels, on target images         eq. 6
     L_TV     = mean sqrt(dx^2 + dy^2)       over G(x)'s pixels (B = 1)            eq. 7
+    L_CLASS  = CE(h(f(G(x))), argmax h(f(x)))  the classifier's reading kept   (ganforge's, not the paper's)
     L_G      = L_GANG + const_weight L_CONST + tid_weight L_TID + tv_weight L_TV   eq. 8
+               + class_weight L_CLASS
 
-The paper's digit weights are alpha = beta = 15, gamma = 0 (the preset's). CE terms are batch means; the
+The paper's digit weights are alpha = beta = 15, gamma = 0; h is the frozen classifier's linear head, so
+L_CLASS asks that the classifier reads G(x) as the class it reads x as (L_CONST asks the same of all of f's
+features, and weighs each alike, whether it tells classes apart or not). CE terms are batch means; the
 paper writes sums, which changes only the scale the weights act on.
 
 The tick's picture: for fixed images, a row x | G(x) | t | G(t) from the averaged generator.
@@ -193,10 +197,16 @@ class DTNRecipe(Recipe):
         gan = _ce(self.D(fake_x), 2) + _ce(self.D(fake_t), 2)
         with torch.no_grad():
             kept = self.G.encode(x)  # f(x): (B, features, 1, 1)
-        const = ((self.G.encode(fake_x).float() - kept.float()) ** 2).mean()
+        encoded = self.G.encode(fake_x)  # f(G(x))
+        const = ((encoded.float() - kept.float()) ** 2).mean()
         tid = ((fake_t.float() - t.float()) ** 2).mean()
         loss = gan + c.const_weight * const + c.tid_weight * tid
         stats = {"G_adv": gan.detach(), "L_CONST": const.detach(), "L_TID": tid.detach()}
+        if c.class_weight > 0:
+            read = self.classifier.head(kept).argmax(1)  # the classifier's answer for x
+            keep = F.cross_entropy(self.classifier.head(encoded).float(), read)
+            loss = loss + c.class_weight * keep
+            stats["L_CLASS"] = keep.detach()
         if c.tv_weight > 0:
             tv = total_variation(fake_x)
             loss = loss + c.tv_weight * tv
