@@ -23,6 +23,7 @@ Pictures (rows input | output(s) | truth) go to benchmarks/out/translate/<task>.
 
     flock /tmp/ganforge-bench.lock nice -n 5 .venv/bin/python benchmarks/bench_translate.py
     ... bench_translate.py --tasks photos-labels --models pix2pix --kimg 20   # one model, another budget
+    ... bench_translate.py --tasks cifar-gray --set model.keep_luma=false --tag redraw  # a setting, its own runs
 
 Beside another busy process on 2 cores, run it with OMP_NUM_THREADS=1: two threads fighting for one core
 made pix2pix 50 times slower (7 images/s instead of 350).
@@ -168,18 +169,33 @@ def prepared(name: str, task: Task, held_count: int) -> tuple[Path, np.ndarray, 
     return pairs, a, b, manifest
 
 
-def trained(pairs: Path, model: str, kimg: float, runs: Path) -> tuple[Path, float]:
-    """The run of `model` on `pairs` for `kimg` (an earlier finished one is reused) and its training minutes."""
+def _same_settings(run: Path, kimg: float, settings: dict) -> bool:
+    """Whether `run` was started for `kimg` with `settings` (dotted keys such as model.width)."""
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    for key, value in {"kimg": kimg, **settings}.items():
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node != value:
+            return False
+    return True
+
+
+def trained(pairs: Path, model: str, kimg: float, runs: Path, settings: dict) -> tuple[Path, float]:
+    """The run of `model` on `pairs` for `kimg` with `settings` (an earlier finished one with the same budget and
+    settings is reused) and its training minutes."""
     from ganforge.api import train_gan
     from ganforge.train import checkpoint as ckpt
 
     for run in sorted(runs.glob(f"*-{model}")) if runs.exists() else []:
         found = ckpt.latest_loadable(run / "checkpoints")
-        if found and found[1]["images_seen"] >= kimg * 1000:
+        if found and found[1]["images_seen"] >= kimg * 1000 and _same_settings(run, kimg, settings):
             return run, float("nan")
     started = time.perf_counter()
     result = train_gan(pairs, preset=model, overrides={"kimg": kimg, "seed": 0, "runs_dir": str(runs), "device": "cpu",
-                                                       "eval_minutes": 0}, progress=False)
+                                                       "eval_minutes": 0, **settings}, progress=False)
     return result.run_dir, (time.perf_counter() - started) / 60
 
 
@@ -236,7 +252,7 @@ def picture(rows: list[np.ndarray], path: Path, columns: int = 12) -> None:
 
 
 def run_task(name: str, task: Task, extractor, kimg: float | None, held: int | None,
-             models: list[str] | None = None) -> list[dict]:
+             models: list[str] | None = None, settings: dict | None = None, tag: str = "") -> list[dict]:
     pairs, a, b, manifest = prepared(name, task, min(held or HELD[task.source], HELD[task.source]))
     budget = kimg or task.kimg
     inputs = baseline(task, a, manifest)
@@ -244,12 +260,13 @@ def run_task(name: str, task: Task, extractor, kimg: float | None, held: int | N
     outputs = []
     chosen = [m for m in task.models if not models or m in models]
     for model in chosen:
-        run, minutes = trained(pairs, model, budget, OUT / f"runs-{name}")
+        run, minutes = trained(pairs, model, budget, OUT / f"runs-{name}{'-' + tag if tag else ''}", settings or {})
         out = translate(run, a)
         outputs.append(out)
-        lines.append({"task": name, "model": model, "kimg": budget, "train_minutes": round(minutes, 1), "run": str(run),
+        lines.append({"task": name, "model": model, "settings": settings or {}, "tag": tag, "kimg": budget, "train_minutes": round(minutes, 1), "run": str(run),
                       **scores(extractor, out, b, f"{name}-{model}")})
     suffix = "" if chosen == list(task.models) and not kimg else f"-{'-'.join(chosen)}-{budget:g}kimg"
+    suffix += f"-{tag}" if tag else ""
     picture([inputs, *outputs, b], OUT / f"{name}{suffix}.png")
     return lines
 
@@ -260,7 +277,13 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=None, help="every model's budget (default: per task)")
     parser.add_argument("--models", nargs="+", default=None, help="only these of each task's models")
     parser.add_argument("--held", type=int, default=None, help="at most this many held-out images (a quick check)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for every model, e.g. --set model.keep_luma=false (repeatable)")
+    parser.add_argument("--tag", default="", help="this trial's name: its runs and pictures get it")
     args = parser.parse_args()
+    import yaml
+
+    settings = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     from ganforge.metrics.evaluate import FeatureExtractor
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -268,7 +291,7 @@ def main() -> None:
     extractor = FeatureExtractor(device="cpu", progress=False)
     print(f"{'task':16} {'model':22} {'kimg':>5} {'min':>5} {'FID':>7} {'KID':>7} {'L1':>6}", flush=True)
     for name in args.tasks:
-        for line in run_task(name, TASKS[name], extractor, args.kimg, args.held, args.models):
+        for line in run_task(name, TASKS[name], extractor, args.kimg, args.held, args.models, settings, args.tag):
             print(f"{line['task']:16} {line['model']:22} {line.get('kimg', ''):>5} {line.get('train_minutes', ''):>5} "
                   f"{line['fid']:7.1f} {line['kid']:7.4f} {line['l1']:6.1f}", flush=True)
             with open(OUT / "results.jsonl", "a") as log:

@@ -19,7 +19,7 @@ from ganforge.data.format import PreparedDataset
 from ganforge.data.prepare import prepare_dataset
 from ganforge.data.reader import to_uint8_images
 from ganforge.models import MODELS, TRANSLATORS, ModelConfigError, create_generator, create_models
-from ganforge.models.pix2pix import Pix2PixConfig
+from ganforge.models.pix2pix import Pix2PixConfig, with_luma
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, build_config
 from ganforge.train.loop import Trainer, TrainingError
@@ -79,6 +79,41 @@ def test_bad_inputs_and_configs_are_refused():
         Pix2PixConfig(norm="group")
     with pytest.raises(ModelConfigError, match="dropout"):
         Pix2PixConfig(dropout=1.0)
+
+
+def test_keep_luma_moves_the_colours_to_the_grey_inputs_light():
+    gray = torch.tensor([[[[0.2]]]])
+    colour = torch.tensor([0.5, -0.5, 0.1]).reshape(1, 3, 1, 1)  # luma .299*.5 - .587*.5 + .114*.1 = -.1326
+    shift = 0.2 - (0.299 * 0.5 - 0.587 * 0.5 + 0.114 * 0.1)
+    assert torch.allclose(with_luma(gray, colour).flatten(), torch.tensor([0.5, -0.5, 0.1]) + shift)
+    assert with_luma(torch.ones(1, 1, 1, 1), torch.ones(1, 3, 1, 1)).max() == 1  # clamped to the pixel range
+    for channels in (3, 4):
+        torch.manual_seed(0)
+        _, plain, _ = create_models("pix2pix", resolution=16, in_channels=1, channels=channels, **TINY)
+        _, G, _ = create_models("pix2pix", resolution=16, in_channels=1, channels=channels, keep_luma=True, **TINY)
+        G.load_state_dict(plain.state_dict())  # the same weights: keep_luma adds no parameter
+        a = torch.rand(2, 1, 16, 16) - 0.5
+        G.eval(), plain.eval()
+        out, free = G(a), plain(a)
+        luma = sum(w * out[:, i] for i, w in enumerate((0.299, 0.587, 0.114)))
+        inside = out[:, :3].abs().amax(1) < 1  # pixels the clamp left alone
+        assert inside.float().mean() > 0.5
+        assert torch.allclose(luma[inside], a[:, 0][inside], atol=1e-6)  # the light is the input's
+        difference = (out[:, 0] - out[:, 1])[inside], (free[:, 0] - free[:, 1])[inside]
+        assert torch.allclose(*difference, atol=1e-6)  # and the colour differences G's
+        assert torch.equal(out[:, 3:], free[:, 3:])  # alpha is G's own
+    for bad in ({"in_channels": 3, "channels": 3}, {"in_channels": 1, "channels": 1}, {"input_classes": 4}):
+        with pytest.raises(ModelConfigError, match="keep_luma colours a grey image"):
+            Pix2PixConfig(keep_luma=True, **bad)
+
+
+def test_gray_pairs_train_a_model_that_keeps_the_luma(gray_pairs):
+    dataset = PreparedDataset(gray_pairs)
+    recipe = Pix2PixRecipe(build_config(str(gray_pairs), "pix2pix", RUN), dataset, torch.device("cpu"),
+                           torch.Generator().manual_seed(0))
+    assert recipe.G.config.keep_luma
+    off = build_config(str(gray_pairs), "pix2pix", {**RUN, "model.keep_luma": False})
+    assert not Pix2PixRecipe(off, dataset, torch.device("cpu"), torch.Generator().manual_seed(0)).G.config.keep_luma
 
 
 def test_any_size_divisible_by_the_depth_works():

@@ -14,6 +14,11 @@ stride 1, and a stride-1 4x4 conv to one logit per patch: (B, 1, h, w), not aver
 is the paper's 70x70 receptive field; 0 picks it from the resolution (3 from 64 px up, 2 at 32 px:
 34x34, 1 at 16 px: 16x16), so a small image still gets a patch map (about 6x6) rather than one logit.
 
+Colourisation (`keep_luma`, for a grey A and a colour B): G's colour output is moved, the same amount
+on R, G and B, until its ITU-R 601 luma is A itself. That is, G chooses only the chroma (Cb and Cr) and
+the brightness comes from the input, as the paper colourises (it predicts Lab's ab from L); structure
+and light cannot be lost in translation. An alpha channel of B is G's own.
+
 Inputs: A is (B, in_channels, H, W) in [-1, 1], or for a label map (`input_classes` K > 0) long
 (B, H, W) with values 0..K-1, one-hot encoded to K channels. B is (B, channels, H, W).
 
@@ -37,6 +42,7 @@ from ganforge.models.layers import ModelConfigError, check_int
 
 NAME = "pix2pix"
 NORMS = ("instance", "batch")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as ganforge's --derive gray
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class Pix2PixConfig:
     norm: str = "instance"  # instance | batch (the paper's, with batch size 1 the same as instance)
     dropout: float = 0.5  # in the innermost decoder layers during training; never in eval mode
     dropout_layers: int = 3  # how many decoder layers (from the innermost) have dropout
+    keep_luma: bool = False  # colourisation: the output's luma is the grey input's; G chooses the colours
 
     def __post_init__(self) -> None:
         self.validate()
@@ -79,6 +86,12 @@ class Pix2PixConfig:
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise ModelConfigError(f"{NAME} config: dropout must be a number in [0, 1) (0.5 is the paper's), got {self.dropout!r}.")
         check_int(NAME, "dropout_layers", self.dropout_layers, 0)
+        if not isinstance(self.keep_luma, bool):
+            raise ModelConfigError(f"{NAME} config: keep_luma is true or false, got {self.keep_luma!r}.")
+        if self.keep_luma and (self.input_classes or self.in_channels != 1 or self.channels < 3):
+            raise ModelConfigError(f"{NAME} config: keep_luma colours a grey image, so A needs 1 channel and B 3 or 4 "
+                                   f"(got A {self.input_classes or self.in_channels}"
+                                   f"{' classes' if self.input_classes else ' channel(s)'}, B {self.channels}).")
 
     @property
     def input_channels(self) -> int:
@@ -110,6 +123,15 @@ def encode_input(config: Pix2PixConfig, a: torch.Tensor) -> torch.Tensor:
     if a.dim() != 4 or a.shape[1] != config.in_channels:
         raise ModelConfigError(f"{NAME} takes A as (B, {config.in_channels}, H, W) images, got shape {tuple(a.shape)}.")
     return a
+
+
+def with_luma(gray: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """`colour` (B, 3 or 4, H, W) shifted on R, G and B alike so its luma equals `gray` (B, 1, H, W); Cb, Cr
+    and alpha are kept (YCbCr -> RGB adds Y to each channel with weight 1). Clamped to [-1, 1]."""
+    rgb = colour[:, :3]
+    y = sum(w * rgb[:, i : i + 1] for i, w in enumerate(LUMA))
+    shifted = (rgb + (gray.to(rgb.dtype) - y)).clamp(-1, 1)
+    return torch.cat([shifted, colour[:, 3:]], dim=1)
 
 
 class UNetGenerator(nn.Module):
@@ -164,7 +186,7 @@ class UNetGenerator(nn.Module):
             x = layer(skips.pop() if j == 0 else torch.cat([x, skips.pop()], dim=1))  # (B, 2C, h, w) with a skip
             if self.training and j in self.dropout_after:
                 x = self._dropout(x, generator)
-        return x
+        return with_luma(a, x) if self.config.keep_luma else x
 
 
 class PatchDiscriminator(nn.Module):

@@ -58,6 +58,8 @@ def pix2pix_fields(config, dataset) -> dict:
         fields["input_classes"] = int(derive["params"]["k"])
     else:
         fields["in_channels"] = int(dataset.a.shape[3])
+    if derive.get("mode") == "gray" and "keep_luma" not in config.model and fields.get("channels", 3) >= 3:
+        fields["keep_luma"] = True  # A is B's luma: G colours it and keeps it (model.keep_luma=false: G redraws it)
     return fields
 
 
