@@ -13,7 +13,7 @@ from ganforge.data import derive
 from ganforge.data.format import PreparedDataset
 from ganforge.data.inspect import inspect_dataset
 from ganforge.data.output import PrepareError
-from ganforge.data.paired import PairedReader, UnpairedReader, make_reader
+from ganforge.data.pair_reader import PairedReader, UnpairedReader, make_reader
 from ganforge.data.prepare import prepare_dataset
 from ganforge.data.reader import BatchReader, BatchSizeError
 

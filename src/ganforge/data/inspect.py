@@ -31,7 +31,7 @@ class Inspection:
         ds = self.dataset
         lines = [f"{ds.path}"]
         if ds.kind in ("paired", "unpaired"):
-            from ganforge.data.paired import describe_sides
+            from ganforge.data.pair_reader import describe_sides
 
             lines += describe_sides(ds)
         elif ds.kind == "points":
@@ -69,7 +69,7 @@ def inspect_dataset(path: str | os.PathLike, *, out: str | os.PathLike | None = 
         raise InspectError(f"--seed must be 0 or more, not {seed!r}.")
     rng = np.random.default_rng(seed)
     if dataset.kind in ("paired", "unpaired"):
-        from ganforge.data.paired import pairs_sheet
+        from ganforge.data.pair_reader import pairs_sheet
 
         sheet = pairs_sheet(dataset, count, rng)  # A beside B
     elif dataset.kind == "points":

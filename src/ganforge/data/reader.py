@@ -39,9 +39,9 @@ class BatchReader:
         world_size: int = 1,
     ):
         self.dataset = dataset if isinstance(dataset, PreparedDataset) else PreparedDataset(dataset)
-        if self.dataset.kind in ("paired", "unpaired"):  # two arrays, not one: see data/paired.py
+        if self.dataset.kind in ("paired", "unpaired"):  # two arrays, not one: see data/pair_reader.py
             raise BatchSizeError(f"{self.dataset.path} is a {self.dataset.kind} dataset: read it with "
-                                 "ganforge.data.paired.make_reader, which yields (A, B) batches.")
+                                 "ganforge.data.pair_reader.make_reader, which yields (A, B) batches.")
         global_batch = batch_size * world_size
         if not 1 <= global_batch <= len(self.dataset):
             raise BatchSizeError(

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from ganforge.data.format import PreparedDataset
-from ganforge.data.paired import make_reader
+from ganforge.data.pair_reader import make_reader
 from ganforge.data.reader import to_uint8_images
 from ganforge.device import deterministic_kernels, device_kind, pick_device, pick_precision
 from ganforge.errors import GanforgeError
