@@ -26,7 +26,8 @@ from ganforge.models.dtn import DTNClassifier, DTNConfig, freeze_as_buffers
 from ganforge.train import checkpoint as ckpt
 from ganforge.train.config import ConfigError, build_config
 from ganforge.train.loop import Trainer, TrainingError
-from ganforge.train.recipes.dtn import DTNRecipe, total_variation
+from ganforge.train.recipes import dtn as dtn_recipe
+from ganforge.train.recipes.dtn import DTNRecipe, jitter, total_variation
 from ganforge.translator import Translator
 
 TINY = {"features": 8, "f_width": 4, "width": 4, "d_width": 4}
@@ -184,6 +185,24 @@ def test_the_classifier_is_trained_on_a_frozen_and_handed_to_g(bars):
     again.train_classifier()  # its own seeded draws: the same classifier, and the trainer's stream untouched
     assert all(torch.equal(again.classifier.state_dict()[k], v) for k, v in recipe.classifier.state_dict().items())
     assert torch.equal(again.rng.get_state(), torch.Generator().manual_seed(0).get_state())
+
+
+def test_classifier_jitter_moves_and_restrokes_images_from_its_own_draws(bars, monkeypatch):
+    x = -torch.ones(6, 1, 16, 16)
+    x[:, :, 4:12, 6:10] = 1  # a bar 4 px wide
+    y = jitter(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert torch.equal(y, jitter(x, torch.Generator().manual_seed(0))) and not torch.equal(y, x)
+    monkeypatch.setattr(dtn_recipe, "JITTER", {"turn": 0.0, "shear": 0.0, "scale": 0.0, "move": 0.0})
+    still = jitter(x, torch.Generator().manual_seed(1))  # no affine change: only the strokes
+    widths = sorted({int((image[0, 8] > 0).sum()) for image in still})
+    assert set(widths) <= {2, 4, 6} and len(widths) >= 2  # thinned, kept or thickened by one pixel a side
+    plain = _recipe(bars, classifier_steps=20)
+    plain.train_classifier()
+    jittered = _recipe(bars, classifier_steps=20, classifier_jitter=True)
+    jittered.train_classifier()  # other images, so another classifier; the trainer's stream untouched
+    assert not torch.equal(plain.classifier.head[2].weight, jittered.classifier.head[2].weight)
+    assert torch.equal(jittered.rng.get_state(), torch.Generator().manual_seed(0).get_state())
 
 
 class StubG(nn.Module):

@@ -86,6 +86,7 @@ class TrainConfig:
     tv_weight: float = 0.0  # dtn: weight of the total variation of G(A) (the paper's gamma, 0 for digits)
     class_weight: float = 0.0  # dtn: weight of the cross-entropy between the frozen classifier's reading of G(A) and its reading of A (0 = the paper's losses only)
     classifier_steps: int = 1000  # dtn: Adam steps that train the classifier of side A (whose encoder is G's frozen f)
+    classifier_jitter: bool = False  # dtn: the classifier learns from A's images randomly turned, sheared, scaled, moved, thinned and thickened, so f reads the class more than the style
     warmup_kimg: float = 0.0  # sr: thousands of images of pixel loss (L1) alone before D and the GAN terms join (ESRGAN's PSNR pre-training)
     pixel_weight: float = 0.01  # sr, GAN period: weight of the L1 pixel loss (ESRGAN's 1e-2)
     feature_weight: float = 1.0  # sr, GAN period: weight of the Inception feature loss (the perceptual term); 0 = off

@@ -3,7 +3,9 @@
 Before the first step (inside it, not counted as images shown) the recipe trains a small classifier of
 side A on A's classes (`ganforge prepare A_FOLDERS OUT --unpaired B --labels folders`: one folder per
 class), for `classifier_steps` Adam steps on 90 % of A, with its own seeded draws; the other 10 % give
-the held-out accuracy logged as `classifier_accuracy`. Its encoder becomes f, frozen inside G = g o f
+the held-out accuracy logged as `classifier_accuracy`. With `classifier_jitter` each of its training
+images is first turned, sheared, scaled and moved a little and its strokes thinned or thickened at random,
+so that f's features say more about the class and less about the style L_CONST would otherwise keep. Its encoder becomes f, frozen inside G = g o f
 (see models/dtn.py); the classifier's weights are in the recipe's checkpoint state, so a resumed run
 never trains it again.
 
@@ -46,6 +48,28 @@ PREVIEW_ROWS = 8
 CLASSIFIER_LR = 1e-3
 CLASSIFIER_BATCH = 64
 HELD_OUT = 0.1  # share of side A kept out of the classifier's training, for its accuracy
+# classifier_jitter: each training image's random affine map and stroke change
+JITTER = {"turn": 0.26, "shear": 0.3, "scale": 0.15, "move": 0.1}  # radians, x-shear, +-log-scale, share of the side
+
+
+def jitter(images: torch.Tensor, draws: torch.Generator) -> torch.Tensor:
+    """Each image of (B, C, H, W) in [-1, 1] turned, sheared, scaled and moved at random (zero padding
+    is black, the background of ink-on-black digits); a third thinned and a third thickened by a 3x3
+    min or max filter. Draws come from `draws` only (the classifier's stream)."""
+    b = len(images)
+    u = torch.rand(b, 5, generator=draws) * 2 - 1  # (B, 5) in [-1, 1]
+    turn, shear = u[:, 0] * JITTER["turn"], u[:, 1] * JITTER["shear"]
+    scale = torch.exp(u[:, 2] * JITTER["scale"])
+    cos, sin = torch.cos(turn) / scale, torch.sin(turn) / scale
+    theta = torch.stack([torch.stack([cos, -sin + shear * cos, u[:, 3] * 2 * JITTER["move"]], 1),
+                         torch.stack([sin, cos + shear * sin, u[:, 4] * 2 * JITTER["move"]], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    moved = F.grid_sample(images + 1, grid, padding_mode="zeros", align_corners=False) - 1  # 0 outside = black
+    stroke = torch.randint(0, 3, (b,), generator=draws).to(images.device)  # 0 as is, 1 thinner, 2 thicker
+    thinner = -F.max_pool2d(-moved, 3, 1, 1)
+    thicker = F.max_pool2d(moved, 3, 1, 1)
+    pick = stroke.view(b, 1, 1, 1)
+    return torch.where(pick == 1, thinner, torch.where(pick == 2, thicker, moved))
 
 
 def dtn_fields(config, dataset) -> dict:
@@ -158,6 +182,8 @@ class DTNRecipe(Recipe):
             for _ in range(self.config.classifier_steps):
                 pick = np.sort(train[torch.randint(len(train), (min(CLASSIFIER_BATCH, len(train)),), generator=draws).numpy()])
                 images, labels = self._labelled(pick)
+                if self.config.classifier_jitter:
+                    images = jitter(images, draws)
                 loss = F.cross_entropy(self.classifier(images), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
