@@ -19,6 +19,19 @@ The run:
 
     python benchmarks/bench_attributes.py --minutes 8                          # attribute_weight 1
     python benchmarks/bench_attributes.py --kimg 120 --attribute-weight 0      # the same work, without the head
+    python benchmarks/bench_attributes.py --kimg 120 --threads 1 --set model.conditioning=acgan --tag acgan
+
+Figures (DCGAN, hinge, 120 kimg, seed 0; 100 seeds x 9 thicknesses from the 5th to the 95th percentile,
+1.66..3.77 px):
+
+    settings                                   correlation   class kept   measured thickness (means)
+    attribute_weight 0 (projection D)           0.783         93.4 %       2.03 .. 3.46
+    attribute_weight 1 (projection D)           0.877         90.2 %       1.96 .. 3.79
+    attribute_weight 1, model.conditioning=acgan 0.972        94.0 %       2.18 .. 4.46   (the defaults now)
+    ... and acgan_weight=2                       0.963        92.9 %       2.04 .. 4.30
+
+With AC-GAN's class loss beside the attribute loss the digits are cleaner and each keeps its class
+better; the measured stroke runs about 0.5 px thicker than asked, but follows it closely.
 """
 
 from __future__ import annotations
@@ -149,7 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="D predicts the attributes and G is trained to match (StarGAN's auxiliary loss); 0 = off")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (1 beside another job)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting for the generator, e.g. --set model.conditioning=acgan (repeatable)")
+    parser.add_argument("--tag", default="", help="a name for this trial: its generator, strip and figures get it")
     args = parser.parse_args(argv)
+    import yaml
+
+    settings = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    name_of = args.model + (f"-{args.tag}" if args.tag else "")
     torch.set_num_threads(args.threads)
 
     from ganforge.api import train_gan
@@ -186,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         preset, overrides = "dcgan-small", {**overrides, "loss": "hinge", "attribute_weight": args.attribute_weight}
     else:
         preset = "stylegan2"
+    overrides.update(settings)
     t0 = time.perf_counter()
     result = train_gan(prepared, preset=preset, overrides=overrides, progress=False)
     run = result.run_dir
-    generator_dir = export_generator(run, args.out / f"generator-{args.model}", which="last")
+    generator_dir = export_generator(run, args.out / f"generator-{name_of}", which="last")
     print(f"trained {run.name} for {time.perf_counter() - t0:.0f} s ({result.images_seen / 1000:.0f} kimg)", flush=True)
     gen = Generator.from_pretrained(generator_dir, device="cpu")
 
@@ -219,17 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     per_seed = np.array([np.corrcoef(requested, m)[0, 1] for m in measured if m.std() > 0])
     share = float(same_class.mean())
     strip = image_grid(np.concatenate(rows)[..., None], columns=len(requested))
-    strip_path = args.out / f"thickness-strip-{args.model}.png"
+    strip_path = args.out / f"thickness-strip-{name_of}.png"
     strip.save(strip_path)
     figures = {
-        "model": args.model, "minutes": args.minutes, "kimg": args.kimg, "attribute_weight": args.attribute_weight,
+        "model": args.model, "settings": settings, "minutes": args.minutes, "kimg": args.kimg, "attribute_weight": args.attribute_weight,
         "run": str(run), "images_seen": result.images_seen,
         "seeds": args.seeds, "requested": requested,
         "measured_mean": measured.mean(0).tolist(), "correlation": correlation,
         "per_seed_correlation_median": float(np.median(per_seed)) if len(per_seed) else None,
         "same_class_share": share, "classifier_test_accuracy": accuracy, "strip": str(strip_path),
     }
-    (args.out / f"figures-{args.model}.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    (args.out / f"figures-{name_of}.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     print(f"thickness requested {requested[0]:.2f}..{requested[-1]:.2f} -> measured "
           f"{measured.mean(0)[0]:.2f}..{measured.mean(0)[-1]:.2f} (means over {args.seeds} seeds)")
     print(f"correlation requested vs measured: {correlation:.3f} (target >= 0.9); per seed, median "

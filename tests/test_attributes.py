@@ -384,6 +384,21 @@ def test_conditional_no_trains_without_attributes(digits_attr):
     assert recipe.model_config.attributes == () and recipe.num_classes == 0
 
 
+def test_without_a_preset_attribute_data_trains_d_to_read_attributes_and_class(digits_attr, digits, capsys):
+    from ganforge.api import train_gan
+
+    config = train_gan(digits_attr, dry_run=True, overrides={"device": "cpu"}).config
+    assert config.attribute_weight == 1.0 and config.model["conditioning"] == "acgan" and config.loss == "hinge"
+    assert "attributes, so D also reads them and the class (AC-GAN)" in capsys.readouterr().err
+    mine = train_gan(digits_attr, dry_run=True, progress=False, overrides={"device": "cpu", "attribute_weight": 0.5}).config
+    assert mine.attribute_weight == 0.5  # the command line wins
+    plain = train_gan(digits_attr, dry_run=True, progress=False, overrides={"device": "cpu", "conditional": "no"}).config
+    assert plain.attribute_weight == 0 and "conditioning" not in plain.model  # nothing to read: the plain defaults
+    styled = train_gan(digits_attr, dry_run=True, progress=False, overrides={**SG2, "device": "cpu"}).config
+    assert styled.attribute_weight == 0 and styled.loss == "nonsaturating"  # another model: its own settings
+    assert train_gan(digits, dry_run=True, progress=False, overrides={"device": "cpu"}).config.attribute_weight == 0
+
+
 # --- the benchmark's Morpho-MNIST measurements ---------------------------------------------------------
 
 
