@@ -38,6 +38,9 @@ Settings tried with `--set ... --tag ...` (DTN only, 60 kimg, same seed; the pre
     const_weight=0.5                     73.8 % / 72.3 %   164.2
     model.f_bound=tanh (const 15)        84.3 % / 82.2 %   165.5
     model.f_bound=tanh const_weight=2    84.9 % / 80.5 %   111.6     (handwritten strokes, no speckle)
+    ... class_weight=1                   84.0 % / 80.7 %   120.2     (L_CLASS: the classifier's reading kept)
+    ... model.width=64 model.d_width=64  85.0 % / 84.4 %    94.5     (the paper's widths; 2.5x the time)
+    ... widths 64, classifier_jitter     85.5 % / 85.1 %    95.5
 
 Still short of 90 %: the strip shows zeros broken open and some thin, broken strokes.
 """
