@@ -25,6 +25,14 @@ Pictures (rows input | output(s) | truth) go to benchmarks/out/translate/<task>.
     ... bench_translate.py --tasks photos-labels --models pix2pix --kimg 20   # one model, another budget
     ... bench_translate.py --tasks cifar-gray --set model.keep_luma=false --tag redraw  # a setting, its own runs
 
+Colourisation, since pix2pix keeps the grey input's luma (model.keep_luma, on for --derive gray pairs), with
+`--kimg K --tag luma` (FID / KID of the held-out colourings against the real colour images):
+
+    cifar-gray   grey input 104.6 / 0.061   30 kimg 93.0 / 0.055   150 kimg 70.8 / 0.030
+                 (G redrawing the light too, model.keep_luma=false: 157.2 / 0.143 at 30, 113.7 / 0.085 at 150)
+    photos-gray  grey input 123.7 / 0.030   40 kimg 119.6 / 0.021  (28 training photos: their colours
+                 guess the held-out photos' poorly; the pictures show blue where the truth is orange)
+
 Beside another busy process on 2 cores, run it with OMP_NUM_THREADS=1: two threads fighting for one core
 made pix2pix 50 times slower (7 images/s instead of 350).
 """
