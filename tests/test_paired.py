@@ -251,6 +251,33 @@ def test_paired_reader_with_downscaled_a_crops_the_same_area(photos, tmp_path):
         assert (a - pooled).abs().mean() < 0.1
 
 
+def test_quarter_turns_turn_both_sides_alike_and_leave_other_draws_alone(photos, tmp_path):
+    prepare_dataset(photos, tmp_path / "out", resolution=32, derive="downscale:4", **QUIET)
+    ds = PreparedDataset(tmp_path / "out")
+    turned, still = PairedReader(ds, 6, crop=16, seed=2, rotate=True), PairedReader(ds, 6, crop=16, seed=2)
+    kinds = set()
+    for _ in range(4):
+        (a, b), (a0, b0) = next(turned), next(still)  # the same items and crops: turns are drawn last
+        for k in range(6):
+            found = [t for t in range(4) if torch.equal(b[k], b0[k].rot90(t, (1, 2)))]
+            assert found, "B is B's own crop, turned"
+            assert torch.equal(a[k], a0[k].rot90(found[0], (1, 2)))  # and A turned the same way
+            kinds.add(found[0])
+    assert len(kinds) >= 3
+    images = photos_dataset(photos, tmp_path)
+    with pytest.raises(BatchSizeError, match="rotate is for paired and unpaired"):
+        make_reader(images, 2, rotate=True)
+    from ganforge.api import train_gan
+
+    with pytest.raises(Exception, match="upside down too: use flip=true"):
+        train_gan(images.path, preset="dcgan-small", overrides={"rotate": True, "device": "cpu"}, progress=False)
+
+
+def photos_dataset(photos, tmp_path):
+    prepare_dataset(photos, tmp_path / "images", resolution=16, **QUIET)
+    return PreparedDataset(tmp_path / "images")
+
+
 def test_unpaired_counts_and_exact_resume(two_folders, tmp_path):
     a, b = two_folders
     prepare_dataset(a, tmp_path / "out", resolution=16, unpaired=str(b), channels="3", **QUIET)

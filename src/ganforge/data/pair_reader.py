@@ -1,7 +1,7 @@
 """Reading paired and unpaired prepared datasets (kinds "paired" and "unpaired", see data/paired.py for
 how they are made): `inspect`'s summary lines and contact sheet, and the batch readers.
 
-`PairedReader` yields (A, B) batches with one random flip and crop for both; `UnpairedReader` yields A
+`PairedReader` yields (A, B) batches with one random flip, crop and quarter turn for both; `UnpairedReader` yields A
 and B batches from two independent orders. `make_reader` picks the reader for a kind.
 """
 
@@ -104,8 +104,9 @@ class _Order:
 
 
 def _augment(sides: list[np.ndarray], scales: list[int], rng: np.random.Generator, flip: bool,
-             crop: int | None) -> list[np.ndarray]:
-    """One horizontal flip and one crop per item, the same for every array in `sides`.
+             crop: int | None, rotate: bool = False) -> list[np.ndarray]:
+    """One horizontal flip, one crop and (with `rotate`) one quarter turn (0, 90, 180 or 270 degrees) per
+    item, the same for every array in `sides`.
 
     `scales[i]` is how many B pixels one pixel of sides[i] covers (a downscaled A: the factor), so a
     crop of `crop` B pixels at (y, x) is a crop of crop / scale at (y / scale, x / scale) there."""
@@ -115,6 +116,7 @@ def _augment(sides: list[np.ndarray], scales: list[int], rng: np.random.Generato
         step = max(scales)
         full = sides[scales.index(1)].shape[1] if 1 in scales else sides[0].shape[1] * scales[0]
         offsets = rng.integers(0, (full - crop) // step + 1, size=(n, 2)) * step  # (y, x) in B pixels
+    turns = rng.integers(0, 4, n) if rotate else np.zeros(n, int)  # drawn last: without rotate, the same draws
     out = []
     for array, scale in zip(sides, scales):
         array = array.copy()
@@ -123,6 +125,8 @@ def _augment(sides: list[np.ndarray], scales: list[int], rng: np.random.Generato
             size = crop // scale
             array = np.stack([array[k, y // scale : y // scale + size, x // scale : x // scale + size]
                               for k, (y, x) in enumerate(offsets)])
+        for k in (1, 2, 3):
+            array[turns == k] = np.rot90(array[turns == k], k, axes=(1, 2))  # square images: the shape stays
         out.append(array)
     return out
 
@@ -167,8 +171,9 @@ class PairedReader:
     """
 
     def __init__(self, dataset, batch_size: int, *, flip: bool = False, crop: int | None = None, seed: int = 0,
-                 device="cpu", rank: int = 0, world_size: int = 1):
+                 device="cpu", rank: int = 0, world_size: int = 1, rotate: bool = False):
         self.dataset = _open(dataset, "paired")
+        self.rotate = rotate
         _check_batch(batch_size, world_size, len(self.dataset), "a dataset")
         self.factor = self.dataset.resolution // self.dataset.a.shape[1]
         self.crop = _check_crop(crop, self.dataset.resolution, self.factor)
@@ -182,7 +187,8 @@ class PairedReader:
 
     def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
         index, rng = self._order.take(self.batch_size, self.world_size, self.rank)
-        a, b = _augment([self.dataset.a[index], self.dataset.b[index]], [self.factor, 1], rng, self.flip, self.crop)
+        a, b = _augment([self.dataset.a[index], self.dataset.b[index]], [self.factor, 1], rng, self.flip, self.crop,
+                        self.rotate)
         return _to_tensor(a, self.device, self.labels_a), _to_tensor(b, self.device)
 
     def state_dict(self) -> dict:
@@ -200,8 +206,9 @@ class UnpairedReader:
     """
 
     def __init__(self, dataset, batch_size: int, *, flip: bool = False, crop: int | None = None, seed: int = 0,
-                 device="cpu", rank: int = 0, world_size: int = 1):
+                 device="cpu", rank: int = 0, world_size: int = 1, rotate: bool = False):
         self.dataset = _open(dataset, "unpaired")
+        self.rotate = rotate
         for side in ("a", "b"):
             _check_batch(batch_size, world_size, len(getattr(self.dataset, side)), f"side {side.upper()}")
         self.crop = _check_crop(crop, self.dataset.resolution, 1)
@@ -216,7 +223,7 @@ class UnpairedReader:
         out = []
         for side in ("a", "b"):
             index, rng = self._orders[side].take(self.batch_size, self.world_size, self.rank)
-            (pixels,) = _augment([getattr(self.dataset, side)[index]], [1], rng, self.flip, self.crop)
+            (pixels,) = _augment([getattr(self.dataset, side)[index]], [1], rng, self.flip, self.crop, self.rotate)
             out.append(_to_tensor(pixels, self.device))
         return out[0], out[1]
 
@@ -235,4 +242,6 @@ def make_reader(dataset, batch_size: int, **options):
         return (PairedReader if dataset.kind == "paired" else UnpairedReader)(dataset, batch_size, **options)
     if options.pop("crop", None) is not None:
         raise BatchSizeError(f"crop is for paired and unpaired datasets; {dataset.path} is a {dataset.kind} dataset.")
+    if options.pop("rotate", False):
+        raise BatchSizeError(f"rotate is for paired and unpaired datasets; {dataset.path} is a {dataset.kind} dataset.")
     return BatchReader(dataset, batch_size, **options)

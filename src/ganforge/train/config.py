@@ -93,6 +93,7 @@ class TrainConfig:
     adversarial_weight: float = 0.005  # sr, GAN period: weight of the relativistic average GAN loss (ESRGAN's 5e-3)
     fingerprint: bool = False  # mark every real image D sees with the run's keyed pattern, so the generator's own images carry it (Yu et al. 2021's artificial fingerprints)
     flip: bool = False  # random horizontal flips of real images (of both sides of a pair alike)
+    rotate: bool = False  # image-to-image: random quarter turns of both sides of a pair alike (the SR papers' augmentation)
     crop: int = 0  # image-to-image: train on random square crops of this many B pixels, the same area of A (pix2pix's random jitter: prepare at 286 px, crop=256); 0 = whole images
     kimg: float = 0.0  # budget in thousands of images shown to D; 0 = no limit of this kind
     epochs: float = 0.0  # budget in passes over the dataset

@@ -36,6 +36,9 @@ def model_fields(config, dataset) -> dict:
     if crop and dataset.kind not in ("paired", "unpaired"):
         raise RecipeError(f"crop={crop} is for image-to-image training (paired or unpaired datasets); {dataset.path} "
                           f"is a {dataset.kind} dataset: prepare it at the size to train at instead.")
+    if getattr(config, "rotate", False) and dataset.kind not in ("paired", "unpaired"):
+        raise RecipeError(f"rotate=true turns image-to-image training pairs; {dataset.path} is a {dataset.kind} "
+                          "dataset, whose images would be learnt upside down too: use flip=true instead.")
     if crop and crop > dataset.resolution:  # (a point set has no resolution: crop=0 there, checked above)
         raise RecipeError(f"crop={crop} is larger than the dataset's {dataset.resolution} px images: use a smaller crop.")
     if dataset.kind == "points":
