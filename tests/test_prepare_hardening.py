@@ -352,8 +352,9 @@ def test_a_killed_worker_is_a_sentence_that_says_what_to_do(src, out, monkeypatc
 def _starting_workers(pid: int) -> list[int]:
     """Pool workers of `pid` that are still importing: Python's Ctrl-C handler is set, the initializer's not yet."""
     found = []
-    try:  # the kernel's own list of children: one read, however many processes the machine runs
-        entries = [Path(f"/proc/{child}") for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    try:  # the kernel's own lists of children, one per thread (a worker may be started from any thread)
+        entries = [Path(f"/proc/{child}") for task in Path(f"/proc/{pid}/task").iterdir()
+                   for child in (task / "children").read_text().split()]
     except OSError:
         entries = [e for e in Path("/proc").iterdir() if e.name.isdigit()]
     for entry in entries:
