@@ -54,13 +54,14 @@ def train_gan(data: str | os.PathLike | None = None, *, preset: str | None = Non
     overrides = dict(overrides or {})
     explained = []
     if preset is None:  # chosen from the dataset, by measurement (see train/defaults.py)
+        conditioned = overrides.get("conditional") != "no"
         choice = choose_defaults(dataset.kind, len(dataset), dataset.resolution if dataset.kind != "points" else None,
                                  device_kind(str(overrides.get("device", "auto"))),
                                  derive=(dataset.manifest.get("derive") or {}).get("mode", ""),
                                  same_channels=dataset.kind != "unpaired" or dataset.a.shape[-1] == dataset.b.shape[-1],
-                                 attributes=bool(getattr(dataset, "attribute_specs", None)) and overrides.get("conditional") != "no"
+                                 attributes=conditioned and bool(getattr(dataset, "attribute_specs", None))
                                  and overrides.get("model.name", "dcgan") == "dcgan",  # the attribute head is DCGAN's
-                                 classes=dataset.num_classes > 0 and overrides.get("conditional") != "no")
+                                 classes=conditioned and dataset.num_classes > 0)
         preset, explained = choice.preset, [choice.why]
         overrides = {**choice.overrides, **overrides}  # what the user gave wins
     config = build_config(str(Path(data).resolve()), preset, overrides, kind=dataset.kind)

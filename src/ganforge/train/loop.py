@@ -116,10 +116,10 @@ class Trainer:
         fp16 = self.dtype == torch.float16
         self.scalers = {name: torch.amp.GradScaler(self.device.type, enabled=fp16) for name in self.groups}
         check_batch(config, self.dataset)
-        crop = {"crop": config.crop} if config.crop else {}  # image-to-image only (model_fields refuses others)
-        crop.update({"rotate": True} if config.rotate else {})
+        pairs_only = {"crop": config.crop} if config.crop else {}  # image-to-image only (model_fields refuses others)
+        pairs_only.update({"rotate": True} if config.rotate else {})
         self.reader = make_reader(self.dataset, self.local_batch, flip=config.flip, seed=config.seed,
-                                  device=self.device, rank=self.dist.rank, world_size=self.dist.world_size, **crop)
+                                  device=self.device, rank=self.dist.rank, world_size=self.dist.world_size, **pairs_only)
         self.conditional = self.recipe.num_classes > 0
         self.phases = self.recipe.phases()
 
