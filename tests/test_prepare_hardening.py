@@ -9,14 +9,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import stat
-import subprocess
-import sys
 import tarfile
-import time
 import zipfile
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +20,6 @@ from awkward import (
     BLUE,
     GREEN,
     RED,
-    die_abruptly,
     encode,
     images,
     make_many,
@@ -334,73 +328,6 @@ def test_a_cache_that_cannot_be_written_says_how_to_choose_another(monkeypatch):
     monkeypatch.delenv("GANFORGE_MIRROR", raising=False)
     with pytest.raises(fetch.FetchError, match="GANFORGE_CACHE"):
         fetch.fetch_dataset("mnist", "test", cache_dir="/proc/ganforge-cache", progress=False)
-
-
-# --- worker processes --------------------------------------------------------------------------
-
-
-def test_a_killed_worker_is_a_sentence_that_says_what_to_do(src, out, monkeypatch):
-    make_many(src, 40)
-    monkeypatch.setattr(chunks_module, "process_chunk", die_abruptly)
-    with pytest.raises(PrepareError) as error:
-        prepare(src, out, workers=2)
-    message = str(error.value)
-    assert "finished part is kept" in message and "same command again" in message and "--workers 1" in message
-    assert isinstance(error.value.__context__, BrokenProcessPool)
-
-
-def _starting_workers(pid: int) -> list[int]:
-    """Pool workers of `pid` that are still importing: Python's Ctrl-C handler is set, the initializer's not yet."""
-    found = []
-    try:  # the kernel's own lists of children, one per thread (a worker may be started from any thread)
-        entries = [Path(f"/proc/{child}") for task in Path(f"/proc/{pid}/task").iterdir()
-                   for child in (task / "children").read_text().split()]
-    except OSError:
-        entries = [e for e in Path("/proc").iterdir() if e.name.isdigit()]
-    for entry in entries:
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent != pid or b"spawn_main" not in (entry / "cmdline").read_bytes():
-                continue
-            masks = {line.split(":")[0]: int(line.split()[1], 16)
-                     for line in (entry / "status").read_text().splitlines() if line.startswith(("SigIgn", "SigCgt"))}
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-        sigint = 1 << (signal.SIGINT - 1)
-        if masks["SigCgt"] & sigint and not masks["SigIgn"] & sigint:
-            found.append(int(entry.name))
-    return found
-
-
-# Imported by every Python process started with this folder on PYTHONPATH: in a pool worker (spawned with
-# --multiprocessing-fork) it waits half a second at startup, after Python has set its Ctrl-C handler and
-# before the worker's initializer runs, so the window the next test needs lasts long enough to hit.
-SLOW_WORKER_START = """import sys, time
-if "--multiprocessing-fork" in sys.argv:
-    time.sleep(0.5)
-"""
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="watches the worker processes through /proc")
-def test_ctrl_c_while_workers_are_starting_exits_130_without_a_traceback(src, out, tmp_path):
-    make_many(src, 40)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SLOW_WORKER_START)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "ganforge", "prepare", str(src), str(out), "-r", "8", "--workers", "2", "-q"]
-    # Ctrl-C in a terminal signals the whole process group: the command and every worker.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, env=env)
-    deadline = time.monotonic() + 60
-    while not _starting_workers(process.pid) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert process.poll() is None, "prepare finished before its workers were seen starting"
-    os.killpg(process.pid, signal.SIGINT)  # while a worker would still die of it
-    _, err = process.communicate(timeout=60)
-    err = err.decode()
-    assert process.returncode == 130, err
-    assert "Traceback" not in err and "BrokenProcessPool" not in err
-    assert "Interrupted. The finished part is kept" in err
 
 
 # --- damaged datasets --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import math
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -56,7 +57,7 @@ def run_chunks(source, chunks: list[list[SourceFile]], todo: list[int], opts: De
         running = set()
         try:
             for task in tasks:
-                with _sigint_blocked():  # submit starts the workers: they must be born deaf to Ctrl-C
+                with _sigint_deferred():  # submit starts the workers: they must be born deaf to Ctrl-C
                     running.add(pool.submit(process_chunk, task))
                 if len(running) >= 2 * workers:  # bounded: a tar's bytes are never all in memory
                     done, running = wait(running, return_when=FIRST_COMPLETED)
@@ -79,21 +80,34 @@ def _ignore_sigint() -> None:
 
 
 @contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT in this thread while it starts worker processes.
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while this thread starts worker processes, and raise it once they are started.
 
-    A worker inherits the mask through fork and exec, so a Ctrl-C that arrives while it is still
-    importing (before `_ignore_sigint` runs) cannot kill it and break the pool; setting SIG_IGN then
-    discards the pending signal. Here the signal stays pending until the block ends, and the
-    KeyboardInterrupt is raised then."""
+    Two things are needed. SIGINT is blocked in this thread: a worker inherits the mask through fork
+    and exec, so a Ctrl-C that reaches it while it is still importing (before `_ignore_sigint` runs)
+    cannot kill it and break the pool; setting SIG_IGN then discards the pending signal. And the
+    Python handler only notes the signal meanwhile: the kernel may hand it to another thread of this
+    process (the pool's manager thread), whose note would otherwise raise KeyboardInterrupt here
+    between starting a worker and sending it its start-up data, and that worker would die of an
+    EOFError with a traceback."""
     if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks (and no process groups)
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        previous_handler = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+            if caught and callable(previous_handler):
+                previous_handler(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt
+            elif caught and previous_handler == signal.SIG_DFL:
+                raise KeyboardInterrupt
 
 
 def _tasks(source, chunks, todo, opts, work) -> Iterator[Task]:
