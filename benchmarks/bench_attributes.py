@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     span = args.range or f"{low:.2f}..{high:.2f}"
     name, start, stop = parse_attribute_edit(f"thickness={span}")
     requested = edit_values(gen, name, start, stop, args.steps)
-    strips, measured, same_class, rows = [], [], [], []
+    strips, measured, same_class, as_asked, asked, rows = [], [], [], [], [], []
     for seed in range(args.seeds):
         images = attribute_edit(gen, seed, name, requested)
         pixels = np.stack([np.asarray(im.convert("L")) for im in images])  # (S, 32, 32)
@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
         measured.append([stroke_thickness(d) for d in digits])
         classes = classify(classifier, digits)
         same_class.append(classes == classes[len(classes) // 2])
+        if gen.num_classes:  # the class the generator was asked for (the seed's, as `sample` picks it)
+            asked.append(int(gen.labels_for(1, seeds=[seed])[0]))
+            as_asked.append(classes == int(gen.class_name(asked[-1])))  # MNIST's classes are the digits
         if seed < 8:
             rows.append(pixels)
     measured, same_class = np.array(measured), np.array(same_class)
@@ -240,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     correlation = float(np.corrcoef(wanted.ravel(), measured.ravel())[0, 1])
     per_seed = np.array([np.corrcoef(requested, m)[0, 1] for m in measured if m.std() > 0])
     share = float(same_class.mean())
+    by_step = same_class.mean(0)  # (S,): where along the strip the class is lost
+    by_class = {int(c): float(same_class[np.array(asked) == c].mean()) for c in sorted(set(asked))} if asked else {}
+    asked_share = float(np.mean(as_asked)) if as_asked else None
     strip = image_grid(np.concatenate(rows)[..., None], columns=len(requested))
     strip_path = args.out / f"thickness-strip-{name_of}.png"
     strip.save(strip_path)
@@ -249,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": args.seeds, "requested": requested,
         "measured_mean": measured.mean(0).tolist(), "correlation": correlation,
         "per_seed_correlation_median": float(np.median(per_seed)) if len(per_seed) else None,
-        "same_class_share": share, "classifier_test_accuracy": accuracy, "strip": str(strip_path),
+        "same_class_share": share, "same_class_by_step": by_step.tolist(), "same_class_by_asked_class": by_class,
+        "asked_class_share": asked_share, "classifier_test_accuracy": accuracy, "strip": str(strip_path),
     }
     (args.out / f"figures-{name_of}.json").write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     print(f"thickness requested {requested[0]:.2f}..{requested[-1]:.2f} -> measured "
@@ -257,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"correlation requested vs measured: {correlation:.3f} (target >= 0.9); per seed, median "
           f"{figures['per_seed_correlation_median']:.3f}")
     print(f"same class as the strip's middle: {100 * share:.1f} % of {same_class.size} edits (target >= 95 %)")
+    print("  by step (thin -> thick): " + " ".join(f"{100 * v:.0f}" for v in by_step) + " %")
+    if by_class:
+        print("  by the class asked: " + ", ".join(f"{c}: {100 * v:.0f}" for c, v in by_class.items()) + " %")
+        print(f"read as the class asked for: {100 * asked_share:.1f} % of the edits")
     print(f"strip: {strip_path}")
     return 0
 

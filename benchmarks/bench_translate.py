@@ -78,6 +78,7 @@ class Task:
 # would fill the 6-8 minutes aimed at.
 TASKS = {
     "cifar-gray": Task("cifar", 32, "gray", ("pix2pix",), 30),
+    "cifar64-gray": Task("cifar", 64, "gray", ("pix2pix",), 30),  # CIFAR-10's 32 px images enlarged by prepare
     "photos-gray": Task("photos", 64, "gray", ("pix2pix",), 15),
     "photos-labels": Task("photos", 64, "labels:8", ("pix2pix", "spade"), 5),
     "twemoji-sketch": Task("twemoji", 64, "sketch", ("pix2pix",), 15),

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ganforge.colours import BT601
 from ganforge.data.output import PrepareError
 
 MODES = ("gray", "edges", "sketch", "downscale:F", "labels:K")
@@ -35,7 +36,7 @@ XDOG = {"sigma": 0.8, "k": 1.6, "p": 20.0, "epsilon": 0.1, "phi": 10.0}
 CANNY_SIGMA = 1.0
 LABEL_SAMPLE_IMAGES = 512  # k-means is fitted on the pixels of at most this many images ...
 LABEL_SAMPLE_PIXELS = 100_000  # ... of which at most this many pixels
-LUMA = np.array([299, 587, 114], np.uint32)  # ITU-R 601, the weights Pillow's "L" uses
+LUMA = np.array([round(1000 * w) for w in BT601], np.uint32)  # in thousandths, as Pillow's "L" rounds them
 
 
 @dataclass(frozen=True)

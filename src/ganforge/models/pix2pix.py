@@ -38,11 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.colours import BT601
 from ganforge.models.layers import ModelConfigError, check_int
 
 NAME = "pix2pix"
 NORMS = ("instance", "batch")
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as ganforge's --derive gray
+LUMA = BT601  # as ganforge's --derive gray
 
 
 @dataclass(frozen=True)

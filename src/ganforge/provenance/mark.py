@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from reedsolo import ReedSolomonError, RSCodec
 
+from ganforge.colours import BT601
 from ganforge.errors import GanforgeError
 
 CANON = 32  # the luminance is analysed at up to 32 x 32 px: coarse enough to survive JPEG and resizing
@@ -50,7 +51,7 @@ SCALES = (1.0, 1.5, 1 / 1.5, 1.25, 0.8, 2.0, 0.5)  # brightness/contrast changes
 NO_SEED = 0xFFFF_FFFF  # the seed field of an image made from no single seed (a bred child), or a seed too big for 32 bits
 _KEY = 0x6761_6E66_6F72_6765  # "ganforge": the public key of the layout
 _RS = RSCodec(PARITY_BYTES)
-_LUMA = (0.299, 0.587, 0.114)
+_LUMA = BT601
 
 
 class MarkError(GanforgeError, ValueError):
