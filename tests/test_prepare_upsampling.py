@@ -15,6 +15,14 @@ def test_warning_names_the_native_size():
     assert upsampling_warning([], 64) is None
 
 
+def test_a_small_enlargement_to_the_nearest_power_of_two_is_not_warned_about():
+    assert upsampling_warning([28] * 10, 32) is None  # MNIST at 32 px: the usual choice
+    assert upsampling_warning([100] * 10, 128) is None
+    assert "--resolution 16" in upsampling_warning([20] * 10, 32)  # nearer 16 than 32
+    assert "--resolution 32" in upsampling_warning([28] * 10, 64)
+    assert "4x slower" in upsampling_warning([28] * 10, 64)
+
+
 def test_prepare_warns_on_small_images_only(tmp_path, capsys):
     folder = tmp_path / "small"
     folder.mkdir()
