@@ -101,6 +101,37 @@ def test_classic_dmain_and_gmain_with_stub_networks(digits):
     assert float(g) == pytest.approx(-fake_logit, rel=1e-6)
 
 
+class ClassD(LinearD):
+    """LinearD with a class head of three classes: logits (0, 1, 2) times the image's mean."""
+
+    def forward(self, x, labels=None):
+        return super().forward(x)[0], x.flatten(1).mean(1, keepdim=True) * torch.tensor([0.0, 1.0, 2.0])
+
+
+def ce(logits: list[float], label: int) -> float:  # cross-entropy by hand
+    return math.log(sum(math.exp(v) for v in logits)) - logits[label]
+
+
+@pytest.mark.parametrize("d_fakes", [False, True], ids=["D's class head on reals (default)", "and on fakes (Odena)"])
+def test_acgan_class_terms_with_stub_networks(digits, d_fakes):
+    recipe = classic(digits, loss="hinge", acgan_weight=2.0, acgan_d_fakes=d_fakes, **{"model.conditioning": "acgan"})
+    shape = (1, 16, 16)
+    recipe.networks["D"] = D = ClassD(shape)
+    recipe.networks["G"] = ConstantG(torch.full(shape, 0.5))
+    real = torch.stack([torch.full(shape, -0.5), torch.full(shape, 1.0)])
+    batch = Batch(real, torch.tensor([0, 2]), torch.zeros(2, 4))  # the fakes are asked for the same classes
+    loss, _ = recipe.loss(Phase("Dmain", "D"), batch)
+    w_sum, b = float(D.w.detach().sum()), 0.25
+    real_logits, fake_logit = [-0.5 * w_sum + b, 1.0 * w_sum + b], 0.5 * w_sum + b
+    hinge = sum(max(0, 1 - r) for r in real_logits) / 2 + max(0, 1 + fake_logit)
+    real_class = (ce([0, -0.5, -1.0], 0) + ce([0, 1.0, 2.0], 2)) / 2
+    fake_class = (ce([0, 0.5, 1.0], 0) + ce([0, 0.5, 1.0], 2)) / 2
+    expected = hinge + 2.0 * (real_class + (fake_class if d_fakes else 0.0))
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
+    g, _ = recipe.loss(Phase("Gmain", "G"), batch)  # G is always taught to make the asked class
+    assert float(g) == pytest.approx(-fake_logit + 2.0 * fake_class, rel=1e-6)
+
+
 def test_r1_and_gradient_penalty_with_stub_networks(digits):
     shape = (1, 16, 16)
     recipe = classic(digits, r1_gamma=3.0, r1_every=4)

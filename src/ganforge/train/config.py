@@ -59,6 +59,8 @@ class TrainConfig:
     r1_gamma: float = 0.0  # R1 penalty weight on real images; 0 = off
     r1_every: int = 16  # lazy regularisation: apply R1 every N steps, scaled by N
     acgan_weight: float = 1.0  # class loss weight for model.conditioning=acgan
+    acgan_d_fakes: bool = False  # D's class head also learns the fakes' asked classes, as Odena et al.; off: reals
+    # only, as StarGAN, so G cannot teach D a class code of its own (asked 0, G drew an 8 that D read as 0)
     attribute_weight: float = 0.0  # with attributes (prepare --attributes): D also predicts them and G is trained to match (StarGAN's auxiliary loss); 0 = off
     ema_kimg: float = 10.0  # half-life of the generator's moving average, in thousands of images
     ema_rampup: float = 0.05  # early on, the half-life is at most this fraction of images seen

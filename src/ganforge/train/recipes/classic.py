@@ -20,6 +20,12 @@ With `attribute_weight` w > 0, D also predicts the attributes (StarGAN's auxilia
 al. 2018, with regression for numbers): D adds w * L_attr(D(x_real), a_real), G adds
 w * L_attr(D(G(z, a)), a), L_attr the squared error of standardised numbers and the cross-entropy of
 categories. It makes G follow the values asked for, not only their typical mix.
+
+AC-GAN (model.conditioning=acgan, Odena et al. 2017): D's head also gives class logits c(x); D adds
+acgan_weight * CE(c(x_real), y_real), G adds acgan_weight * CE(c(G(z, y)), y). The paper also trains D's
+head on the fakes' asked classes, CE(c(G(z, y)), y): with `acgan_d_fakes` it does here too. It is off by
+default, as in StarGAN: trained on fakes, the head can learn whatever G draws for a class, so the two agree
+on a code of their own (on MNIST, asked for a 0, G drew an 8 that D read as a 0, for every class).
 """
 
 from __future__ import annotations
@@ -219,9 +225,11 @@ class ClassicRecipe(Recipe):
             loss, stats = loss + attribute_term, {"D_attributes": attribute_term.detach()}
         if self.config.loss == "wgan-gp":
             loss = loss + self.config.gp_weight * self._gradient_penalty(batch.real, fake, *self.real_conditions(batch))
-        if self.acgan:
-            loss = loss + self.config.acgan_weight * (
-                F.cross_entropy(real_classes, batch.labels) + F.cross_entropy(fake_classes, conditions[0]))
+        if self.acgan:  # D's class head learns the reals' classes (and, with acgan_d_fakes, the fakes' asked ones)
+            class_term = F.cross_entropy(real_classes, batch.labels)
+            if self.config.acgan_d_fakes:
+                class_term = class_term + F.cross_entropy(fake_classes, conditions[0])
+            loss = loss + self.config.acgan_weight * class_term
         return loss, {**d_stats(loss, real_logits, fake_logits), **stats}
 
     def _kept_or_new_fakes(self, batch: Batch, generate) -> tuple[torch.Tensor, tuple]:
