@@ -34,7 +34,7 @@ from ganforge.data.reader import to_uint8_images
 from ganforge.models import create_models
 from ganforge.pictures import image_grid
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
-from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.fields import RecipeError, model_fields, refuse_unused
 from ganforge.train.recipes.pix2pix import criterion
 from ganforge.train.recipes.previews import translate
 
@@ -96,16 +96,11 @@ def cyclegan_fields(config, dataset) -> dict:
     return fields
 
 
-def refuse_unused(config, family: str = "CycleGAN") -> None:
+def _refuse_unused(config, family: str = "CycleGAN") -> None:
     if config.loss not in LOSSES:
         raise RecipeError(f"{family} trains with loss=lsgan (the paper's least squares) or loss=nonsaturating, "
                           f"not {config.loss}.")
-    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
-              "reuse_fakes": not config.reuse_fakes}
-    given = [name for name, set_ in unused.items() if set_]
-    if given:
-        raise RecipeError(f"{family} does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} "
-                          "at the default (no augmentation, no R1, one D step, D learns from G's fakes).")
+    refuse_unused(family, config)
 
 
 def pixels(array: np.ndarray) -> torch.Tensor:
@@ -136,7 +131,7 @@ class CycleGANRecipe(Recipe):
 
     def __init__(self, config, dataset, device, rng):
         super().__init__(config, dataset, device, rng)
-        refuse_unused(config)
+        _refuse_unused(config)
         fields = cyclegan_fields(config, dataset)
         if config.identity_weight > 0 and fields["in_channels"] != fields["channels"]:
             raise RecipeError(f"Side A has {fields['in_channels']} channel(s) and side B {fields['channels']}: the "

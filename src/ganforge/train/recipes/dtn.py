@@ -42,7 +42,7 @@ from ganforge.models.dtn import DTNClassifier
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
 from ganforge.train.recipes.cyclegan import pixels, side_by_side
 from ganforge.train.recipes.previews import translate
-from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.fields import RecipeError, model_fields, refuse_unused
 
 PREVIEW_ROWS = 8
 CLASSIFIER_LR = 1e-3
@@ -99,12 +99,7 @@ def _refuse_unused(config) -> None:
     if config.loss != "nonsaturating":
         raise RecipeError(f"DTN trains with the paper's 3-class cross-entropy: leave loss at nonsaturating, not "
                           f"{config.loss}.")
-    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
-              "reuse_fakes": not config.reuse_fakes, "conditional": config.conditional == "yes"}
-    given = [name for name, set_ in unused.items() if set_]
-    if given:
-        raise RecipeError(f"DTN does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} at "
-                          "the default.")
+    refuse_unused("DTN", config, classes=True)
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:

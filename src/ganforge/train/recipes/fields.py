@@ -52,3 +52,17 @@ def model_fields(config, dataset) -> dict:
             fields[key] = value
     fields["num_classes"] = dataset.num_classes if use_labels else 0
     return fields
+
+
+def refuse_unused(family: str, config, classes: bool = False) -> None:
+    """Refuse the image-GAN settings an image-to-image recipe has no use for (and classes where it takes none),
+    naming each one set."""
+    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
+              "reuse_fakes": not config.reuse_fakes}
+    if classes:
+        unused["conditional"] = config.conditional == "yes"
+    given = [name for name, set_ in unused.items() if set_]
+    if given:
+        defaults = "no augmentation, no R1, one D step, G learns from D's fakes" + (", no classes" if classes else "")
+        raise RecipeError(f"{family} does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} at "
+                          f"the default ({defaults}).")

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ganforge.data.reader import to_uint8_images
 from ganforge.models import create_models
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
-from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.fields import RecipeError, model_fields, refuse_unused
 from ganforge.train.recipes.previews import pairs_grid, translate
 
 LOSSES = ("nonsaturating", "lsgan")
@@ -66,12 +66,7 @@ def pix2pix_fields(config, dataset) -> dict:
 def _refuse_unused(config) -> None:
     if config.loss not in LOSSES:
         raise RecipeError(f"pix2pix trains with loss=nonsaturating (the paper's BCE) or loss=lsgan, not {config.loss}.")
-    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
-              "reuse_fakes": not config.reuse_fakes}
-    given = [name for name, set_ in unused.items() if set_]
-    if given:
-        raise RecipeError(f"pix2pix does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} "
-                          "at the default (no augmentation, no R1, one D step, G learns from D's fakes).")
+    refuse_unused("pix2pix", config)
 
 
 def _pixels(array: np.ndarray, labels: bool) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ganforge.models import create_models
 from ganforge.train.recipes.base import Batch, Recipe
-from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.fields import RecipeError, model_fields, refuse_unused
 from ganforge.train.recipes.pix2pix import PREVIEW_PAIRS, Pix2PixRecipe
 
 PAPER = "the SPADE paper's"
@@ -55,12 +55,7 @@ def spade_fields(config, dataset) -> dict:
 def _refuse_unused(config) -> None:
     if config.loss != "hinge":
         raise RecipeError(f"SPADE trains with loss=hinge ({PAPER}), not {config.loss}.")
-    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
-              "reuse_fakes": not config.reuse_fakes}
-    given = [name for name, set_ in unused.items() if set_]
-    if given:
-        raise RecipeError(f"SPADE does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} at "
-                          "the default (no augmentation, no R1, one D step, G learns from D's fakes).")
+    refuse_unused("SPADE", config)
 
 
 def hinge_d(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:

@@ -43,7 +43,7 @@ from torch import nn
 from ganforge.data.reader import to_uint8_images
 from ganforge.models import create_models
 from ganforge.train.recipes.base import Batch, OptimizerGroup, Phase, Recipe
-from ganforge.train.recipes.fields import RecipeError, model_fields
+from ganforge.train.recipes.fields import RecipeError, model_fields, refuse_unused
 from ganforge.train.recipes.previews import pairs_grid, translate
 
 FEATURE_PROTOCOL = "inception-2015-12-05/Conv2d_4a_3x3-preact/native-size"
@@ -115,12 +115,7 @@ def _refuse_unused(config) -> None:
     if config.loss != "nonsaturating":
         raise RecipeError(f"sr trains with the relativistic average GAN loss of ESRGAN (BCE on logit differences), "
                           f"not loss={config.loss}: leave loss at nonsaturating.")
-    unused = {"augment": config.augment != "", "r1_gamma": config.r1_gamma > 0, "d_steps": config.d_steps != 1,
-              "reuse_fakes": not config.reuse_fakes, "conditional": config.conditional == "yes"}
-    given = [name for name, set_ in unused.items() if set_]
-    if given:
-        raise RecipeError(f"sr does not use {', '.join(given)}: leave {'it' if len(given) == 1 else 'them'} at the "
-                          "default (no augmentation, no R1, one D step, G learns from D's fakes, no classes).")
+    refuse_unused("sr", config, classes=True)
 
 
 def _pixels(array: np.ndarray) -> torch.Tensor:
