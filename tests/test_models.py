@@ -19,7 +19,7 @@ from ganforge.models import (
     model_config,
     register_model,
 )
-from ganforge.models.layers import count_parameters
+from ganforge.models.layers import ModelConfigError, count_parameters
 
 # Per registered model: two data sizes to test, tiny widths, and wider widths for the size check.
 # A new model must add a row here (test_every_model_has_test_settings fails until it does).
@@ -53,6 +53,7 @@ CONDITIONINGS = {
     "uncond": {"num_classes": 0},
     "cbn-projection": {"num_classes": 3, "conditioning": "cbn-projection"},
     "acgan": {"num_classes": 3, "conditioning": "acgan"},
+    "projection+head": {"num_classes": 3, "conditioning": "cbn-projection", "class_head": True},
     "classes": {"num_classes": 3},
 }
 
@@ -116,10 +117,28 @@ def test_output_shapes(name, cond, size):
         assert x.min() >= -1 and x.max() <= 1
     logits, class_logits = D(x, labels)
     assert logits.shape == (BATCH,)
-    if cond == "acgan":
+    if cond in ("acgan", "projection+head"):
         assert class_logits.shape == (BATCH, cfg.num_classes)
     else:
         assert class_logits is None
+
+
+def test_dcgan_class_head_adds_class_logits_to_the_projection_model():
+    fields = {"resolution": 16, "channels": 1, "g_width": 4, "d_width": 4, "z_dim": 8, "num_classes": 3}
+    torch.manual_seed(0)
+    _, G, D = create_models("dcgan", **fields)
+    torch.manual_seed(0)
+    _, G2, D2 = create_models("dcgan", **fields, class_head=True)
+    z, labels = torch.randn(2, 8), torch.tensor([0, 2])
+    assert torch.equal(G(z, labels), G2(z, labels))  # G is the projection model's, with the same draws
+    x = torch.randn(2, 1, 16, 16)
+    D.load_state_dict(D2.state_dict(), strict=False)
+    assert D(x, labels)[1] is None
+    logits, class_logits = D2(x, labels)
+    assert torch.allclose(logits, D(x, labels)[0]) and class_logits.shape == (2, 3)
+    assert not torch.allclose(D2(x, torch.tensor([1, 1]))[0], logits)  # the adversarial logit still reads the class
+    with pytest.raises(ModelConfigError, match="class_head needs classes"):
+        create_models("dcgan", **{**fields, "num_classes": 0}, class_head=True)
 
 
 @pytest.mark.parametrize("resolution", [16, 32, 64, 128, 256])

@@ -112,9 +112,11 @@ def ce(logits: list[float], label: int) -> float:  # cross-entropy by hand
     return math.log(sum(math.exp(v) for v in logits)) - logits[label]
 
 
+@pytest.mark.parametrize("model", [{"model.conditioning": "acgan"}, {"model.class_head": True}],
+                         ids=["acgan", "projection with a class head"])
 @pytest.mark.parametrize("d_fakes", [False, True], ids=["D's class head on reals (default)", "and on fakes (Odena)"])
-def test_acgan_class_terms_with_stub_networks(digits, d_fakes):
-    recipe = classic(digits, loss="hinge", acgan_weight=2.0, acgan_d_fakes=d_fakes, **{"model.conditioning": "acgan"})
+def test_acgan_class_terms_with_stub_networks(digits, d_fakes, model):
+    recipe = classic(digits, loss="hinge", acgan_weight=2.0, acgan_d_fakes=d_fakes, **model)
     shape = (1, 16, 16)
     recipe.networks["D"] = D = ClassD(shape)
     recipe.networks["G"] = ConstantG(torch.full(shape, 0.5))

@@ -12,6 +12,10 @@ Class conditioning (num_classes > 0):
 - "acgan": G sees z concatenated with a learned z_dim-sized class embedding; D has a second 4x4
   head giving class logits (Odena et al. 2017). D still takes labels, only to keep one calling
   convention for every conditional model; it checks but does not use them.
+- `class_head` with "cbn-projection": the projection model, and D also gives AC-GAN's class logits. With
+  "acgan" alone D's adversarial logit ignores the class, and on MNIST G learned to ignore z (each class
+  one image, from the first thousand images on, with or without the class loss); projection keeps z's
+  variety, and the head makes each image read as its class.
 
 Attribute conditioning (`attributes`, a list of the dataset's attributes; empty = off): G and D take raw
 values (B, A) as `attributes=` and encode them from the config (standardised, one-hot). G's batch norms
@@ -68,6 +72,7 @@ class DCGANConfig:
     max_width: int = 512  # cap on any layer's channel count
     attributes: tuple[AttributeSpec, ...] = ()  # attributes to condition on (from the dataset); () = none
     attribute_head: bool = False  # D also predicts the attributes (for the recipe's attribute_weight loss)
+    class_head: bool = False  # D also gives class logits (AC-GAN's classifier) beside its projection term
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attributes", check_attributes(NAME, self.attributes))  # dicts from JSON too
@@ -88,6 +93,9 @@ class DCGANConfig:
         check_bool(NAME, "attribute_head", self.attribute_head)
         if self.attribute_head and not self.attributes:
             raise ModelConfigError(f"{NAME} config: attribute_head needs attributes to predict (the dataset has none).")
+        check_bool(NAME, "class_head", self.class_head)
+        if self.class_head and not self.conditional:
+            raise ModelConfigError(f"{NAME} config: class_head needs classes to predict (the dataset has none).")
         check_int(NAME, "max_width", self.max_width, 1)
         # The widest map (R/2) gets width * 32 / (R/2) channels; it must be at least one.
         need = max(1, self.resolution // 64)
@@ -177,7 +185,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.config = config
         self.projection = config.conditional and config.conditioning == "cbn-projection"
-        self.acgan = config.conditional and config.conditioning == "acgan"
+        self.acgan = config.conditional and (config.conditioning == "acgan" or config.class_head)  # a class head
         width = partial(feature_channels, config.d_width, config.max_width)  # side -> channels
         # Spectral norm replaces batch norm as D's stabiliser; using both fights over the scale.
         use_bn = not config.spectral_norm

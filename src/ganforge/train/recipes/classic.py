@@ -21,7 +21,7 @@ al. 2018, with regression for numbers): D adds w * L_attr(D(x_real), a_real), G 
 w * L_attr(D(G(z, a)), a), L_attr the squared error of standardised numbers and the cross-entropy of
 categories. It makes G follow the values asked for, not only their typical mix.
 
-AC-GAN (model.conditioning=acgan, Odena et al. 2017): D's head also gives class logits c(x); D adds
+AC-GAN (model.conditioning=acgan or model.class_head=true, Odena et al. 2017): D's head also gives class logits c(x); D adds
 acgan_weight * CE(c(x_real), y_real), G adds acgan_weight * CE(c(G(z, y)), y). The paper also trains D's
 head on the fakes' asked classes, CE(c(G(z, y)), y): with `acgan_d_fakes` it does here too. It is off by
 default, as in StarGAN: trained on fakes, the head can learn whatever G draws for a class, so the two agree
@@ -127,7 +127,7 @@ class ClassicRecipe(Recipe):
         self.model_config, G, D = create_models(self.model_name, **fields)
         self.networks = {"G": G, "D": D}
         self.augment = DiscriminatorAugment(config, device, rng) if dataset.kind == "images" else None
-        self.acgan = getattr(D.config, "conditioning", "") == "acgan" and getattr(D.config, "num_classes", 0) > 0
+        self.acgan = bool(getattr(D, "acgan", False))  # D has a class head (conditioning=acgan or class_head)
         self._fakes: torch.Tensor | None = None
         self._fakes_conditions: tuple | None = None  # (labels, attributes) the kept fakes were made with
         self.attributes_on = bool(getattr(self.model_config, "attributes", ()))
