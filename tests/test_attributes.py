@@ -388,8 +388,9 @@ def test_without_a_preset_attribute_data_trains_d_to_read_attributes_and_class(d
     from ganforge.api import train_gan
 
     config = train_gan(digits_attr, dry_run=True, overrides={"device": "cpu"}).config
-    assert config.attribute_weight == 1.0 and config.model["conditioning"] == "acgan" and config.loss == "hinge"
-    assert "attributes, so D also reads them and the class (AC-GAN)" in capsys.readouterr().err
+    assert config.attribute_weight == 2.0 and config.model["class_head"] is True and config.loss == "hinge"
+    assert config.model.get("conditioning", "cbn-projection") == "cbn-projection"  # D's logit reads the class too
+    assert "attributes, so D also reads them and the class (AC-GAN's class head)" in capsys.readouterr().err
     mine = train_gan(digits_attr, dry_run=True, progress=False, overrides={"device": "cpu", "attribute_weight": 0.5}).config
     assert mine.attribute_weight == 0.5  # the command line wins
     plain = train_gan(digits_attr, dry_run=True, progress=False, overrides={"device": "cpu", "conditional": "no"}).config
