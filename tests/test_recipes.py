@@ -98,7 +98,7 @@ def test_classic_dmain_and_gmain_with_stub_networks(digits):
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     assert float(stats["r_t"]) == pytest.approx(sum(math.copysign(1, r) for r in real_logits) / 2)
     g, _ = recipe.loss(Phase("Gmain", "G"), batch)  # the fakes of Dmain are reused
-    assert float(g) == pytest.approx(-fake_logit, rel=1e-6)
+    assert float(g.detach()) == pytest.approx(-fake_logit, rel=1e-6)
 
 
 class ClassD(LinearD):
@@ -131,7 +131,7 @@ def test_acgan_class_terms_with_stub_networks(digits, d_fakes, model):
     expected = hinge + 2.0 * (real_class + (fake_class if d_fakes else 0.0))
     assert float(loss.detach()) == pytest.approx(expected, rel=1e-6)
     g, _ = recipe.loss(Phase("Gmain", "G"), batch)  # G is always taught to make the asked class
-    assert float(g) == pytest.approx(-fake_logit + 2.0 * fake_class, rel=1e-6)
+    assert float(g.detach()) == pytest.approx(-fake_logit + 2.0 * fake_class, rel=1e-6)
 
 
 def test_r1_and_gradient_penalty_with_stub_networks(digits):
@@ -142,7 +142,7 @@ def test_r1_and_gradient_penalty_with_stub_networks(digits):
     loss, stats = recipe.loss(Phase("Dreg", "D", 4), Batch(real, None, None))
     by_hand = (2 * D.w.detach() * real).square().flatten(1).sum(1).mean()  # ||2 w x||², averaged
     assert float(stats["R1"]) == pytest.approx(float(by_hand), rel=1e-5)
-    assert float(loss) == pytest.approx(float(by_hand) * 3.0 / 2 * 4, rel=1e-5)  # γ/2, times the interval
+    assert float(loss.detach()) == pytest.approx(float(by_hand) * 3.0 / 2 * 4, rel=1e-5)  # γ/2, times the interval
 
     recipe = classic(digits, loss="wgan-gp", gp_weight=10.0)
     recipe.networks["D"] = D = LinearD(shape)
@@ -151,7 +151,7 @@ def test_r1_and_gradient_penalty_with_stub_networks(digits):
     loss, _ = recipe.loss(Phase("Dmain", "D"), batch)
     logits_real = (real * D.w).flatten(1).sum(1) + 0.25
     penalty = (float(D.w.detach().norm()) - 1) ** 2  # a linear D's gradient is w at every mixed point
-    assert float(loss) == pytest.approx(0.25 - float(logits_real.mean()) + 10 * penalty, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(0.25 - float(logits_real.detach().mean()) + 10 * penalty, rel=1e-5)
 
 
 def test_lazy_regularisation_corrects_the_rate_and_betas():
@@ -209,7 +209,7 @@ def test_path_length_penalty_with_a_stub_generator(digits):
     penalty = float((lengths - mean).square().mean())
     assert float(stats["path_length"]) == pytest.approx(float(lengths.mean()), rel=1e-5)
     assert float(recipe.pl_mean) == pytest.approx(mean, rel=1e-5)
-    assert float(loss) == pytest.approx(penalty * 2.0 * 4, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(penalty * 2.0 * 4, rel=1e-5)
 
 
 # --- one-way imports -------------------------------------------------------------------------------
