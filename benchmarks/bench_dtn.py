@@ -82,6 +82,7 @@ from ganforge.data.prepare import prepare_dataset
 from ganforge.export import export_generator, load_exported
 from ganforge.metrics.evaluate import calculate_metrics
 from ganforge.metrics.sources import ImageSource
+from ganforge.train.config import parse_overrides
 
 ROOT = Path(__file__).resolve().parent
 SHARED = ROOT.parent.parent / "shared" / "data"
@@ -282,11 +283,9 @@ def main() -> None:
                              "(the dtn preset's rates are constant, so this equals a longer run)")
     parser.add_argument("--tag", default="", help="keep this run's runs, generators, strip and figures in OUT/TAG")
     args = parser.parse_args()
-    import yaml
-
-    settings = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    settings = parse_overrides(args.set)
     # Digits have a handedness: the cyclegan preset's random flips would teach G mirrored MNIST digits too.
-    cyclegan_settings = {"flip": False, **{k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.cyclegan_set)}}
+    cyclegan_settings = {"flip": False, **parse_overrides(args.cyclegan_set)}
     results = OUT / args.tag if args.tag else OUT
     results.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)

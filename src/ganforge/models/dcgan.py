@@ -14,7 +14,7 @@ Class conditioning (num_classes > 0):
   convention for every conditional model; it checks but does not use them.
 - `class_head` with "cbn-projection": the projection model, and D also gives AC-GAN's class logits. With
   "acgan" alone D's adversarial logit ignores the class, and on MNIST G learned to ignore z (each class
-  one image, from the first thousand images on, with or without the class loss); projection keeps z's
+  one image, within the first 8,000 images, with or without the class loss); projection keeps z's
   variety, and the head makes each image read as its class.
 
 Attribute conditioning (`attributes`, a list of the dataset's attributes; empty = off): G and D take raw
