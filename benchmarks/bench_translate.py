@@ -33,6 +33,7 @@ Colourisation, since pix2pix keeps the grey input's luma (model.keep_luma, on fo
     photos-gray  grey input 123.7 / 0.030   40 kimg 119.6 / 0.021  (28 training photos: their colours
                  guess the held-out photos' poorly; the pictures show blue where the truth is orange)
     cifar64-gray grey input 130.4 / 0.108   60 kimg 127.1 / 0.094  (CIFAR-10 enlarged to 64 px: muted browns)
+                                           150 kimg 111.5 / 0.078 (33 min; greens and skin, still muted)
 
 With a lighter L1 term, `--set l1_weight=10` (the GAN term then counts for more, as pix2pix's paper says of
 L1's greyish averages):
