@@ -55,7 +55,12 @@ preset's rates are constant):
 
     python benchmarks/bench_dtn.py --kimg 150 --cyclegan-kimg 0 --tag long150
 
-Session 28, 150 kimg, same seed, beside one other run (judge 98.85 %; printed 85.4 % / 82.3 %, FID 90.5):
+FID falls with the budget (95.5, 69.1, 59.1 at 60, 150, 300 kimg: far below the printed input's from 150 on);
+the share read as intended peaks near 150 kimg and falls after, as the digits grow more MNIST-like. Digit by
+digit at 150 kimg (seen fonts): 0 88 %, 1 83 % (read as 2), 2 95, 3 86, 4 64 % (read as 6), 5 97, 6 90,
+7 98, 8 96, 9 79 % (read as 8): bold fonts' 4s and 9s become closed blobs.
+
+Later trials at 150 kimg (same seed, beside one other run; judge 98.85 %; printed 85.4 % / 82.3 %, FID 90.5):
 
     ema_kimg=10                             83.1 % / 83.5 %    60.4     (the averaged G: more MNIST-like, less kept)
     class_weight=1                          86.4 % / 86.4 %    65.6
@@ -63,11 +68,6 @@ Session 28, 150 kimg, same seed, beside one other run (judge 98.85 %; printed 85
     ganforge)                               87.4 % / 87.5 %    75.7     (4 and 9 still 63-70 %)
 
 None reaches 90 %: the frozen classifier reads G(x) as intended (L_CLASS 0.03) where the MNIST judge does not.
-
-FID falls with the budget (95.5, 69.1, 59.1 at 60, 150, 300 kimg: far below the printed input's from 150 on);
-the share read as intended peaks near 150 kimg and falls after, as the digits grow more MNIST-like. Digit by
-digit at 150 kimg (seen fonts): 0 88 %, 1 83 % (read as 2), 2 95, 3 86, 4 64 % (read as 6), 5 97, 6 90,
-7 98, 8 96, 9 79 % (read as 8): bold fonts' 4s and 9s become closed blobs.
 """
 
 from __future__ import annotations
