@@ -205,6 +205,50 @@ def test_classifier_jitter_moves_and_restrokes_images_from_its_own_draws(bars, m
     assert torch.equal(jittered.rng.get_state(), torch.Generator().manual_seed(0).get_state())
 
 
+def test_surest_keeps_each_classs_surest_readings_up_to_half_its_fair_share():
+    probabilities = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.95, 0.05], [0.3, 0.7], [0.55, 0.45],
+                                  [0.1, 0.9], [0.8, 0.2]])  # read as 0, 0, 1, 0, 1, 0, 1, 0
+    rows, read = dtn_recipe.surest(probabilities, 2)  # quota 8 / 2 / 2 = 2 a class
+    assert rows.tolist() == [0, 2, 3, 6]  # class 0's 0.95 and 0.9; class 1's 0.9 and 0.8
+    assert read.tolist() == [0, 1, 0, 1]
+    rows, read = dtn_recipe.surest(torch.tensor([[0.7, 0.3, 0.0]] * 3), 3)  # one class read: no others invented
+    assert rows.tolist() == [0] and read.tolist() == [0]
+
+
+def test_target_rounds_train_the_classifier_on_side_b_as_it_reads_it(bars, monkeypatch):
+    fits = []
+    original = DTNRecipe._fit
+
+    def spy(self, train, target, draws):
+        fits.append(None if target is None else (target[0].copy(), target[1].copy()))
+        return original(self, train, target, draws)
+
+    monkeypatch.setattr(DTNRecipe, "_fit", spy)
+    recipe = _recipe(bars, classifier_steps=150, classifier_target_rounds=2)
+    recipe.train_classifier()
+    assert len(fits) == 3 and fits[0] is None  # A alone, then two rounds with B
+    for rows, read in fits[1:]:
+        assert len(rows) == 6 and list(rows) == sorted(set(rows))  # 3 a class of B's 12 (half of 12 / 2 each)
+        assert np.bincount(read, minlength=2).tolist() == [3, 3]
+        assert read.tolist() == [int(r) % 2 for r in rows]  # B's thick bars read as their own class (odd: down)
+    assert recipe.classifier_trained and not any(p.requires_grad for p in recipe.classifier.parameters())
+    assert torch.equal(recipe.rng.get_state(), torch.Generator().manual_seed(0).get_state())
+    plain = _recipe(bars, classifier_steps=150)
+    plain.train_classifier()
+    assert not torch.equal(plain.classifier.head[2].weight, recipe.classifier.head[2].weight)  # it learnt from B
+    again = _recipe(bars, classifier_steps=150, classifier_target_rounds=2)
+    again.train_classifier()  # seeded: the same rounds, the same classifier
+    assert all(torch.equal(again.classifier.state_dict()[k], v) for k, v in recipe.classifier.state_dict().items())
+    monkeypatch.setattr(dtn_recipe, "TARGET_POOL", 5)
+    pool = recipe._target_pool(torch.Generator().manual_seed(0))  # a larger B: a random draw of 5 rows
+    assert len(pool) == 5 and list(pool) == sorted(set(pool)) and pool.max() < 12
+
+
+def test_target_rounds_cannot_be_negative(bars):
+    with pytest.raises(ConfigError, match="classifier_target_rounds cannot be negative"):
+        build_config(str(bars), "dtn", {**RUN, "classifier_target_rounds": -1})
+
+
 class StubG(nn.Module):
     """G(cat(x, t)) is a fixed (fake_x, fake_t) times a parameter; encode maps x and fake_x to fixed features."""
 

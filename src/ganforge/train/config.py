@@ -88,6 +88,7 @@ class TrainConfig:
     tv_weight: float = 0.0  # dtn: weight of the total variation of G(A) (the paper's gamma, 0 for digits)
     class_weight: float = 0.0  # dtn: weight of the cross-entropy between the frozen classifier's reading of G(A) and its reading of A (0 = the paper's losses only)
     classifier_steps: int = 1000  # dtn: Adam steps that train the classifier of side A (whose encoder is G's frozen f)
+    classifier_target_rounds: int = 0  # dtn: rounds of self-training after the classifier learns A: each reads side B with the classifier, keeps the surest readings of each class as labels and trains on A and those B images alike, so its readings and f's features hold for B's style too (B's own labels are never used)
     classifier_jitter: bool = False  # dtn: the classifier learns from A's images randomly turned, sheared, scaled, moved, thinned and thickened, so f reads the class more than the style
     warmup_kimg: float = 0.0  # sr: thousands of images of pixel loss (L1) alone before D and the GAN terms join (ESRGAN's PSNR pre-training)
     pixel_weight: float = 0.01  # sr, GAN period: weight of the L1 pixel loss (ESRGAN's 1e-2)
@@ -156,6 +157,9 @@ class TrainConfig:
         dtn = [f"{n}={getattr(self, n)}" for n in ("const_weight", "tid_weight", "tv_weight", "class_weight") if getattr(self, n) < 0]
         if dtn:
             raise ConfigError(f"{', '.join(dtn)}: cannot be negative (0 switches a term off).")
+        if self.classifier_target_rounds < 0:
+            raise ConfigError(f"classifier_target_rounds cannot be negative (0: the classifier learns side A only), "
+                              f"not {self.classifier_target_rounds}.")
         if self.classifier_steps < 1:
             raise ConfigError(f"classifier_steps must be at least 1 (DTN trains its classifier of side A first), "
                               f"not {self.classifier_steps}.")

@@ -5,7 +5,13 @@ side A on A's classes (`ganforge prepare A_FOLDERS OUT --unpaired B --labels fol
 class), for `classifier_steps` Adam steps on 90 % of A, with its own seeded draws; the other 10 % give
 the held-out accuracy logged as `classifier_accuracy`. With `classifier_jitter` each of its training
 images is first turned, sheared, scaled and moved a little and its strokes thinned or thickened at random,
-so that f's features say more about the class and less about the style L_CONST would otherwise keep. Its encoder becomes f, frozen inside G = g o f
+so that f's features say more about the class and less about the style L_CONST would otherwise keep. With
+`classifier_target_rounds` R, R rounds of self-training follow (domain adaptation without B's labels): the
+classifier reads side B (all of it, or 20,000 images drawn at random), keeps for each class the images it
+reads as that class most surely (half a class's fair share), and trains another `classifier_steps` steps
+on batches half of A with A's labels and half of those B images with its own readings, so that f's
+features and h's readings, which L_CONST and L_CLASS keep, also hold for the target's style. Its
+encoder becomes f, frozen inside G = g o f
 (see models/dtn.py); the classifier's weights are in the recipe's checkpoint state, so a resumed run
 never trains it again.
 
@@ -48,6 +54,7 @@ PREVIEW_ROWS = 8
 CLASSIFIER_LR = 1e-3
 CLASSIFIER_BATCH = 64
 HELD_OUT = 0.1  # share of side A kept out of the classifier's training, for its accuracy
+TARGET_POOL = 20_000  # side-B images a self-training round reads (drawn at random when B has more)
 # classifier_jitter: each training image's random affine map and stroke change
 JITTER = {"turn": 0.26, "shear": 0.3, "scale": 0.15, "move": 0.1}  # radians, x-shear, +-log-scale, share of the side
 
@@ -70,6 +77,20 @@ def jitter(images: torch.Tensor, draws: torch.Generator) -> torch.Tensor:
     thicker = F.max_pool2d(moved, 3, 1, 1)
     pick = stroke.view(b, 1, 1, 1)
     return torch.where(pick == 1, thinner, torch.where(pick == 2, thicker, moved))
+
+
+def surest(probabilities: torch.Tensor, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, classes read) of (N, classes) probabilities: for each class, the rows read as it with the highest
+    probability, at most half of a class's fair share (N / classes / 2), so that no class crowds out the
+    others; rows in ascending order."""
+    sure, read = probabilities.max(1)
+    quota = max(1, len(probabilities) // (2 * classes))
+    kept = []
+    for k in range(classes):
+        mine = torch.nonzero(read == k).flatten()
+        kept.append(mine[torch.argsort(sure[mine], descending=True, stable=True)[:quota]])
+    rows = torch.sort(torch.cat(kept)).values
+    return rows.numpy(), read[rows].numpy()
 
 
 def dtn_fields(config, dataset) -> dict:
@@ -168,25 +189,56 @@ class DTNRecipe(Recipe):
         return images, torch.from_numpy(np.asarray(self.dataset.labels[index])).long().to(self.device)
 
     def train_classifier(self) -> None:
-        """Train the classifier of side A on A's labels, freeze it, and make its encoder G's f."""
+        """Train the classifier of side A on A's labels (then, for classifier_target_rounds, also on side B's
+        images it reads surest, as it reads them), freeze it, and make its encoder G's f."""
         train, held = self._labelled_split()
         draws = torch.Generator().manual_seed(self.config.seed + 31)  # its own: the trainer's stream is untouched
-        optimizer = torch.optim.Adam(self.classifier.parameters(), CLASSIFIER_LR)
-        self.classifier.train()
         with torch.autocast(self.device.type, enabled=False), torch.enable_grad():
-            for _ in range(self.config.classifier_steps):
-                pick = np.sort(train[torch.randint(len(train), (min(CLASSIFIER_BATCH, len(train)),), generator=draws).numpy()])
-                images, labels = self._labelled(pick)
-                if self.config.classifier_jitter:
-                    images = jitter(images, draws)
-                loss = F.cross_entropy(self.classifier(images), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+            self._fit(train, None, draws)
+            for _ in range(self.config.classifier_target_rounds):
+                pool = self._target_pool(draws)
+                rows, read = surest(self._probabilities(pool), self.dataset.num_classes)
+                self._fit(train, (pool[rows], read), draws)
         self.classifier.requires_grad_(False).eval()
         self.classifier_accuracy = self.accuracy(held) if len(held) else float("nan")
         self.G.encoder.load_state_dict(self.classifier.encoder.state_dict())  # parameters -> G's buffers
         self.classifier_trained = True
+
+    def _fit(self, train: np.ndarray, target: tuple[np.ndarray, np.ndarray] | None, draws: torch.Generator) -> None:
+        """classifier_steps Adam steps (a fresh Adam) on batches of A's rows `train`, or, with `target` (B's rows,
+        their labels), on batches half of A and half of those."""
+        optimizer = torch.optim.Adam(self.classifier.parameters(), CLASSIFIER_LR)
+        self.classifier.train()
+        size = CLASSIFIER_BATCH if target is None else CLASSIFIER_BATCH // 2
+        for _ in range(self.config.classifier_steps):
+            pick = np.sort(train[torch.randint(len(train), (min(size, len(train)),), generator=draws).numpy()])
+            images, labels = self._labelled(pick)
+            if target is not None:
+                rows, read = target
+                chosen = np.sort(torch.randint(len(rows), (min(size, len(rows)),), generator=draws).numpy())
+                images = torch.cat([images, pixels(self.dataset.b[rows[chosen]]).to(self.device)])
+                labels = torch.cat([labels, torch.from_numpy(read[chosen]).long().to(self.device)])
+            if self.config.classifier_jitter:
+                images = jitter(images, draws)
+            loss = F.cross_entropy(self.classifier(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    def _target_pool(self, draws: torch.Generator) -> np.ndarray:
+        """Side B's rows a self-training round reads: all of them, or TARGET_POOL drawn at random."""
+        count = len(self.dataset.b)
+        if count <= TARGET_POOL:
+            return np.arange(count)
+        return np.sort(torch.randperm(count, generator=draws)[:TARGET_POOL].numpy())
+
+    @torch.no_grad()
+    def _probabilities(self, rows: np.ndarray) -> torch.Tensor:
+        """(len(rows), classes): the classifier's class probabilities for side B's `rows`."""
+        self.classifier.eval()
+        out = [F.softmax(self.classifier(pixels(self.dataset.b[rows[start : start + 256]]).to(self.device)).float(), 1)
+               for start in range(0, len(rows), 256)]
+        return torch.cat(out).cpu()
 
     @torch.no_grad()
     def accuracy(self, index: np.ndarray) -> float:
