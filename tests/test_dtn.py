@@ -233,7 +233,7 @@ def test_target_rounds_train_the_classifier_on_side_b_as_it_reads_it(bars, monke
         assert read.tolist() == [int(r) % 2 for r in rows]  # B's thick bars read as their own class (odd: down)
     assert recipe.classifier_trained and not any(p.requires_grad for p in recipe.classifier.parameters())
     assert torch.equal(recipe.rng.get_state(), torch.Generator().manual_seed(0).get_state())
-    plain = _recipe(bars, classifier_steps=150)
+    plain = _recipe(bars, classifier_steps=150, classifier_target_rounds=0)
     plain.train_classifier()
     assert not torch.equal(plain.classifier.head[2].weight, recipe.classifier.head[2].weight)  # it learnt from B
     again = _recipe(bars, classifier_steps=150, classifier_target_rounds=2)
@@ -285,7 +285,7 @@ def _ce(logits: list[float], target: int) -> float:
 
 
 def test_losses_match_a_hand_computation(bars):
-    recipe = _recipe(bars, const_weight=15, tid_weight=15, tv_weight=2)
+    recipe = _recipe(bars, const_weight=15, tid_weight=15, tv_weight=2, class_weight=0)
     recipe.classifier_trained = True  # the stubs stand in for the trained networks
     x, t = torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5)
     fake_x = torch.tensor([[[[0.0, 3.0], [4.0, 0.0]]]]) / 10  # TV: one pixel, sqrt(.3^2 + .4^2) = .5
