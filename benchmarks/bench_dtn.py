@@ -346,7 +346,8 @@ def main() -> None:
     train, test = PreparedDataset(mnist_train), PreparedDataset(mnist_test)
     t0 = time.perf_counter()
     judge = train_classifier(np.asarray(train.images[..., 0]), np.asarray(train.labels), args.classifier_steps)
-    judge_accuracy = float((classify(judge, np.asarray(test.images[..., 0])) == np.asarray(test.labels)).mean())
+    test_images, test_labels = np.asarray(test.images[..., 0]), np.asarray(test.labels)
+    judge_accuracy = float((classify(judge, test_images) == test_labels).mean())
     print(f"MNIST classifier: {judge_accuracy:.2%} on MNIST test (held out), {time.perf_counter() - t0:.0f} s",
           flush=True)
 
@@ -365,8 +366,7 @@ def main() -> None:
                                                   args.extend if preset == "dtn" else None)
         figures[f"{preset}: kimg, seconds"] = [shown, round(seconds)]
         if preset == "dtn":
-            figures["dtn: its frozen classifier reads MNIST test"] = frozen_reading(
-                run_dir, np.asarray(test.images[..., 0]), np.asarray(test.labels))
+            figures["dtn: its frozen classifier reads MNIST test"] = frozen_reading(run_dir, test_images, test_labels)
         for name, test_set, labels in (("seen fonts", seen, seen_labels), ("held-out fonts", unseen, unseen_labels)):
             translated = translate(folder, test_set)
             read = classify(judge, translated)

@@ -210,11 +210,11 @@ class DTNRecipe(Recipe):
         optimizer = torch.optim.Adam(self.classifier.parameters(), CLASSIFIER_LR)
         self.classifier.train()
         size = CLASSIFIER_BATCH if target is None else CLASSIFIER_BATCH // 2
+        rows, read = target if target is not None else (None, None)
         for _ in range(self.config.classifier_steps):
             pick = np.sort(train[torch.randint(len(train), (min(size, len(train)),), generator=draws).numpy()])
             images, labels = self._labelled(pick)
             if target is not None:
-                rows, read = target
                 chosen = np.sort(torch.randint(len(rows), (min(size, len(rows)),), generator=draws).numpy())
                 images = torch.cat([images, pixels(self.dataset.b[rows[chosen]]).to(self.device)])
                 labels = torch.cat([labels, torch.from_numpy(read[chosen]).long().to(self.device)])
@@ -233,21 +233,20 @@ class DTNRecipe(Recipe):
         return np.sort(torch.randperm(count, generator=draws)[:TARGET_POOL].numpy())
 
     @torch.no_grad()
+    def _logits(self, images, rows: np.ndarray) -> torch.Tensor:
+        """(len(rows), classes) on the CPU: the classifier's logits for `rows` of one side's images, 256 at a time."""
+        self.classifier.eval()
+        return torch.cat([self.classifier(pixels(images[rows[start : start + 256]]).to(self.device)).float().cpu()
+                          for start in range(0, len(rows), 256)])
+
     def _probabilities(self, rows: np.ndarray) -> torch.Tensor:
         """(len(rows), classes): the classifier's class probabilities for side B's `rows`."""
-        self.classifier.eval()
-        out = [F.softmax(self.classifier(pixels(self.dataset.b[rows[start : start + 256]]).to(self.device)).float(), 1)
-               for start in range(0, len(rows), 256)]
-        return torch.cat(out).cpu()
+        return F.softmax(self._logits(self.dataset.b, rows), 1)
 
-    @torch.no_grad()
     def accuracy(self, index: np.ndarray) -> float:
         """The classifier's share of right answers on rows `index` of side A."""
-        right = 0
-        for start in range(0, len(index), 256):
-            images, labels = self._labelled(index[start : start + 256])
-            right += int((self.classifier(images).argmax(1) == labels).sum())
-        return right / len(index)
+        labels = torch.from_numpy(np.asarray(self.dataset.labels[index])).long()
+        return int((self._logits(self.dataset.a, index).argmax(1) == labels).sum()) / len(index)
 
     # --- the losses ----------------------------------------------------------------------------
 
